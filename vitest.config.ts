@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    globalSetup: ['test/support/global-setup.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
+    // Tests that share libvirtd, RGW and the 2-core machine run one file at a time.
+    fileParallelism: false,
+    pool: 'forks',
+  },
+});
