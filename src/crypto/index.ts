@@ -1,0 +1,16 @@
+/** OpenPGP layer: keys, algorithm checks, segment encryption and detached signatures. */
+export { checkRecipients, type CipherSuite } from './algorithms.js';
+export { generateAdminKey, generateHostKey, type GeneratedKey } from './keygen.js';
+export {
+  keyInfo,
+  keyMatchesFingerprint,
+  readPublicKeyArmored,
+  readPublicKeyFile,
+  readSecretKeyFile,
+  type KeyInfo,
+} from './keys.js';
+export { encryptionRecipients } from './recipients.js';
+export { SegmentDecryptor, type DecryptOptions, type SegmentDecryptorOptions } from './segment-decryptor.js';
+export { SegmentEncryptor, type EncryptOptions, type SegmentEncryptorOptions } from './segment-encryptor.js';
+export type { DecryptedSegment } from './segment-operations.js';
+export { signDetached, verifyDetached } from './signature.js';

@@ -1,0 +1,96 @@
+/**
+ * SegmentDecryptor opens segments written by SegmentEncryptor (or by
+ * "gpg --encrypt --sign") and checks that a pinned host key signed them.
+ *
+ * It takes whole segments only and never streams: openpgp.js would release
+ * SEIPD v1 plaintext before the MDC is checked, and a tampered length header
+ * can stall a stream. The caller checks the ciphertext's SHA-256 against the
+ * signed manifest before calling decrypt.
+ */
+import { availableParallelism } from 'node:os';
+import * as openpgp from 'openpgp';
+
+import { CryptoError } from '../errors.js';
+import { decryptSegment, type DecryptedSegment } from './segment-operations.js';
+import { SegmentRunner } from './segment-runner.js';
+import { serializeKeys } from './segment-tasks.js';
+
+export interface SegmentDecryptorOptions {
+  /** Unlocked admin keys. Required for now; session keys may replace them later. */
+  decryptionKeys?: openpgp.PrivateKey[];
+  /** Pinned host keys; a segment signed by any other key is rejected. */
+  verificationKeys: openpgp.PublicKey[];
+  /** Worker threads; 0 decrypts on the calling thread. Default: os.availableParallelism(). */
+  workers?: number;
+  /** Watchdog bound per segment in milliseconds. Default: 120 s per 16 MiB, at least 30 s. */
+  timeoutMs?: number;
+}
+
+export interface DecryptOptions {
+  /** Moves the ciphertext's ArrayBuffer to the worker instead of copying it; see EncryptOptions. */
+  transfer?: boolean;
+}
+
+export class SegmentDecryptor {
+  private readonly runner: SegmentRunner;
+
+  private constructor(runner: SegmentRunner) {
+    this.runner = runner;
+  }
+
+  static async create(options: SegmentDecryptorOptions): Promise<SegmentDecryptor> {
+    const decryptionKeys = options.decryptionKeys ?? [];
+    if (decryptionKeys.length === 0) {
+      // TODO: accept session keys from "gpg --show-session-key" here, so that
+      // a smartcard holder can restore without exporting a secret key.
+      throw new CryptoError('no decryption keys given', { hint: 'pass the admin secret key file to restore with' });
+    }
+    if (options.verificationKeys.length === 0) {
+      throw new CryptoError('no host keys to verify segment signatures with', {
+        hint: 'pass the public key of the host that made the backup',
+      });
+    }
+    const locked = decryptionKeys.filter((key) => !key.isDecrypted());
+    if (locked.length > 0) {
+      throw new CryptoError(`decryption key ${locked.map((key) => key.getFingerprint().toUpperCase()).join(', ')} is still locked by its passphrase`, {
+        hint: 'load it with readSecretKeyFile and its passphrase first',
+      });
+    }
+
+    const keys = { decryptionKeys, verificationKeys: options.verificationKeys };
+    const runner = new SegmentRunner({
+      workers: options.workers ?? availableParallelism(),
+      workerData: {
+        role: 'decrypt',
+        decryptionKeys: serializeKeys(decryptionKeys),
+        verificationKeys: serializeKeys(options.verificationKeys),
+      },
+      runInProcess: async (task) => {
+        if (task.kind !== 'decrypt') throw new Error(`decryptor received a ${task.kind} task`);
+        return decryptSegment(task.ciphertext, task.objectName, keys);
+      },
+      timeoutMs: options.timeoutMs,
+    });
+    return new SegmentDecryptor(runner);
+  }
+
+  /**
+   * Decrypts one whole segment and verifies its inner signature. Raises
+   * VerificationError('segment-signature', objectName, …) when the signature
+   * is missing, invalid or made by a key outside `verificationKeys`, and
+   * CryptoError when no decryption key matches or the message is damaged.
+   */
+  async decrypt(ciphertext: Uint8Array, objectName: string, options: DecryptOptions = {}): Promise<DecryptedSegment> {
+    const payload = {
+      bytes: ciphertext,
+      transfer: options.transfer ?? false,
+      description: `decrypting ${objectName}`,
+    };
+    return (await this.runner.run(payload, (bytes) => ({ kind: 'decrypt', ciphertext: bytes, objectName }))) as DecryptedSegment;
+  }
+
+  /** Waits for segments in progress, then stops the workers. */
+  async close(): Promise<void> {
+    await this.runner.close();
+  }
+}
