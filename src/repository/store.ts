@@ -1,0 +1,75 @@
+/**
+ * The object-store contract that every repository backend implements. The
+ * backup and restore code sees only this interface, and one test suite
+ * (test/repository/store-contract.ts) runs against every implementation.
+ *
+ * Keys are relative, '/'-separated paths such as `vms/web/2024/manifest`.
+ * Each store validates them (see keys.ts) and prepends its own prefix.
+ */
+
+/** Metadata of one stored object. */
+export interface ObjectInfo {
+  key: string;
+  /** Size in bytes. */
+  size: number;
+  lastModified: Date;
+}
+
+/** Retention that the store enforces on a new object (S3 Object Lock). */
+export interface Retention {
+  /** GOVERNANCE can be lifted by a user with a bypass permission, COMPLIANCE by nobody. */
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  until: Date;
+}
+
+export interface PutOptions {
+  /** Write only if the key does not exist yet; otherwise throw AlreadyExistsError and keep the old object. */
+  ifNoneMatch?: boolean;
+  contentType?: string;
+  signal?: AbortSignal;
+  /** Object Lock retention. Stores that cannot enforce it reject the put. */
+  retention?: Retention;
+}
+
+export interface GetOptions {
+  signal?: AbortSignal;
+}
+
+/** Outcome of a batch delete: every requested key is in exactly one list. */
+export interface DeleteResult {
+  deleted: string[];
+  failed: { key: string; reason: string }[];
+}
+
+export interface ObjectStore {
+  /** Where the objects live, for messages. Never contains credentials. */
+  readonly description: string;
+
+  /**
+   * Stores `body` under `key` so that readers see either the old object or
+   * the whole new one, never a part. Throws AlreadyExistsError when
+   * `ifNoneMatch` is set and the key exists, RepositoryError on other faults.
+   */
+  put(key: string, body: Buffer | Uint8Array, options?: PutOptions): Promise<void>;
+
+  /** Returns the whole object. Throws NotFoundError when the key does not exist. */
+  get(key: string, options?: GetOptions): Promise<Buffer>;
+
+  /** Returns the object's metadata, or undefined when the key does not exist. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+
+  /**
+   * Yields every object whose key starts with `prefix`, at any depth, in
+   * ascending order of the keys' UTF-8 bytes (the order S3 uses). `prefix` is
+   * a plain string match: 'a/b' matches 'a/b/c' and 'a/bc'. Use '' for all keys.
+   */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+
+  /**
+   * Deletes the keys. A key that does not exist counts as deleted, as in S3.
+   * Objects that the store refuses to delete (Object Lock retention, missing
+   * permission) are reported in `failed` with the reason instead of throwing.
+   * Throws RepositoryError only when the store cannot be reached at all.
+   */
+  delete(keys: string[]): Promise<DeleteResult>;
+}
