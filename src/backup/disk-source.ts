@@ -1,0 +1,119 @@
+/**
+ * Where a backup reads its disks from. A running domain is exported by
+ * libvirt's pull-mode backup job (a point-in-time view while the guest keeps
+ * running); a shut-off domain's images are exported read-only by qemu-nbd.
+ * Both give one NBD export per disk target, so the rest of the backup does
+ * not care which one it has.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { DiskInfo } from '../libvirt/domain.js';
+import { PullBackupJob } from '../libvirt/backup-job.js';
+import type { Virsh } from '../libvirt/virsh.js';
+import { NbdClient } from '../nbd/client.js';
+import { LibvirtError } from '../errors.js';
+import { QemuNbdServer } from './qemu-nbd.js';
+
+export interface DiskExport {
+  disk: DiskInfo;
+  client: NbdClient;
+}
+
+export interface DiskSource {
+  readonly kind: 'pull-backup' | 'qemu-nbd';
+  exports: DiskExport[];
+  /** Ends the backup job or stops qemu-nbd, closes every connection and removes the work directory. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+export interface OpenDiskSourceOptions {
+  virsh: Virsh;
+  domain: string;
+  running: boolean;
+  disks: DiskInfo[];
+  /** A directory of its own for this backup, under the configured scratch directory. */
+  workDir: string;
+  signal: AbortSignal;
+}
+
+const CONTEXTS = ['base:allocation'];
+
+export async function openDiskSource(options: OpenDiskSourceOptions): Promise<DiskSource> {
+  // QEMU runs as its own user and must create the socket and scratch files here.
+  await mkdir(options.workDir, { recursive: true, mode: 0o711 });
+  return options.running ? openPullBackup(options) : openImages(options);
+}
+
+async function openPullBackup(options: OpenDiskSourceOptions): Promise<DiskSource> {
+  const socketPath = join(options.workDir, 'nbd.sock');
+  const job = await PullBackupJob.begin(options.virsh, {
+    domain: options.domain,
+    socketPath,
+    scratchDir: options.workDir,
+    disks: options.disks.map((disk) => disk.target),
+  });
+
+  const exports: DiskExport[] = [];
+  const close = once(async () => {
+    await Promise.allSettled(exports.map((entry) => entry.client.close()));
+    await job.end();
+    await rm(options.workDir, { recursive: true, force: true });
+  });
+
+  try {
+    for (const disk of options.disks) {
+      const client = await NbdClient.connect({
+        socketPath: job.socketPath,
+        exportName: job.exportName(disk.target),
+        metaContexts: CONTEXTS,
+        signal: options.signal,
+      });
+      exports.push({ disk, client });
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { kind: 'pull-backup', exports, close };
+}
+
+async function openImages(options: OpenDiskSourceOptions): Promise<DiskSource> {
+  const servers: QemuNbdServer[] = [];
+  const exports: DiskExport[] = [];
+  const close = once(async () => {
+    await Promise.allSettled(exports.map((entry) => entry.client.close()));
+    await Promise.allSettled(servers.map((server) => server.stop()));
+    await rm(options.workDir, { recursive: true, force: true });
+  });
+
+  try {
+    for (const disk of options.disks) {
+      if (!disk.sourcePath) {
+        throw new LibvirtError(`disk ${disk.target} of domain ${options.domain} has no source path`, {
+          hint: 'only file and block disks can be backed up while the domain is shut off',
+        });
+      }
+      const socketPath = join(options.workDir, `${disk.target}.sock`);
+      const server = await QemuNbdServer.start({
+        imagePath: disk.sourcePath,
+        format: disk.format ?? 'raw',
+        socketPath,
+        exportName: disk.target,
+        readOnly: true,
+      });
+      servers.push(server);
+      const client = await NbdClient.connect({ socketPath, exportName: disk.target, metaContexts: CONTEXTS, signal: options.signal });
+      exports.push({ disk, client });
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { kind: 'qemu-nbd', exports, close };
+}
+
+function once(action: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= action());
+}

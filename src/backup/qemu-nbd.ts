@@ -1,0 +1,102 @@
+/**
+ * A qemu-nbd process serving one image over a unix socket. Backups of shut-off
+ * domains read through it (read-only, which also takes QEMU's shared image
+ * lock, so the domain cannot start and write while the backup reads), and
+ * restore writes staging images through it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { access } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { NbdError } from '../errors.js';
+
+export interface QemuNbdOptions {
+  imagePath: string;
+  format: string;
+  socketPath: string;
+  exportName: string;
+  readOnly: boolean;
+  /** Persistent dirty bitmap to export as `qemu:dirty-bitmap:<name>`. */
+  bitmap?: string;
+  /** Milliseconds to wait for the socket. */
+  startTimeoutMs?: number;
+}
+
+export class QemuNbdServer {
+  private stderr = '';
+  private exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly options: QemuNbdOptions,
+  ) {
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (this.stderr.length < 8192) this.stderr += chunk.toString('utf8');
+    });
+    child.on('exit', (code, signal) => {
+      this.exited = { code, signal };
+    });
+  }
+
+  static async start(options: QemuNbdOptions): Promise<QemuNbdServer> {
+    const args = [
+      `--socket=${options.socketPath}`,
+      `--format=${options.format}`,
+      `--export-name=${options.exportName}`,
+      '--persistent',
+      '--shared=8',
+      '--cache=none',
+      '--aio=threads',
+    ];
+    if (options.readOnly) args.push('--read-only');
+    else args.push('--discard=unmap', '--detect-zeroes=unmap');
+    if (options.bitmap) args.push(`--bitmap=${options.bitmap}`);
+    args.push(options.imagePath);
+
+    const child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const server = new QemuNbdServer(child, options);
+    await server.waitForSocket(options.startTimeoutMs ?? 30_000);
+    return server;
+  }
+
+  private async waitForSocket(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let spawnError: Error | undefined;
+    this.child.once('error', (error) => {
+      spawnError = error;
+    });
+
+    while (Date.now() < deadline) {
+      if (spawnError) {
+        throw new NbdError(`cannot run qemu-nbd for ${this.options.imagePath}: ${spawnError.message}`, {
+          hint: 'install qemu-utils (Debian) or qemu (NixOS) so qemu-nbd is on PATH',
+          cause: spawnError,
+        });
+      }
+      if (this.exited) {
+        throw new NbdError(
+          `qemu-nbd for ${this.options.imagePath} exited with status ${this.exited.code ?? this.exited.signal}: ${this.stderr.trim()}`,
+          { hint: 'check that the image exists, has the expected format and is not in use by a running domain' },
+        );
+      }
+      try {
+        await access(this.options.socketPath);
+        return;
+      } catch {
+        await sleep(20);
+      }
+    }
+    await this.stop();
+    throw new NbdError(`qemu-nbd for ${this.options.imagePath} did not open ${this.options.socketPath} within ${timeoutMs} ms`);
+  }
+
+  /** Stops the server and waits for it to exit. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}

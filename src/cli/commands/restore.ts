@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+
+import { restoreBackup } from '../../restore/restore.js';
+import { progressFor } from '../../log/progress.js';
+import { runCommand, type GlobalOptions } from '../run.js';
+
+interface RestoreCommandOptions {
+  as?: string;
+  host?: string;
+  storageDir?: string;
+  replace?: boolean;
+  json?: boolean;
+}
+
+export function registerRestore(program: Command): void {
+  program
+    .command('restore')
+    .description('verify a backup completely, restore it into staging, then define the domain (administrators only)')
+    .argument('<backup>', 'a backup id, or a domain name for its latest backup')
+    .option('--as <name>', 'restore as a clone with this name: new UUID, new MAC addresses, new disk paths')
+    .option('--storage-dir <dir>', 'directory for the disks and NVRAM of a clone (default: next to the originals)')
+    .option('--host <name>', 'the host that took the backup, when several hosts share the repository')
+    .option('--replace', 'overwrite an existing domain and its disks (the domain must be shut off)')
+    .option('--json', 'print the result as JSON on stdout')
+    .action(async (selector: string, options: RestoreCommandOptions, command: Command) => {
+      process.exitCode = await runCommand(command.optsWithGlobals<GlobalOptions>(), async ({ logger, signal, loadConfig }) => {
+        const config = await loadConfig();
+        const result = await restoreBackup(config, {
+          selector,
+          host: options.host,
+          as: options.as,
+          storageDir: options.storageDir,
+          replace: options.replace === true,
+          logger,
+          signal,
+          progress: progressFor(),
+        });
+
+        if (options.json) {
+          process.stdout.write(`${JSON.stringify({ ...result.ref, restoredAs: result.domain, disks: result.disks, durationMs: result.durationMs }, null, 2)}\n`);
+        } else {
+          process.stdout.write(`restored ${result.ref.domain} backup ${result.ref.backupId} as domain ${result.domain}\n`);
+          for (const disk of result.disks) process.stdout.write(`  ${disk.target}\t${disk.path}\n`);
+        }
+      });
+    });
+}

@@ -1,0 +1,40 @@
+import { Command, CommanderError } from 'commander';
+
+import { ExitCode } from '../errors.js';
+import { TOOL_VERSION } from '../version.js';
+import { registerBackup } from './commands/backup.js';
+import { registerKeys } from './commands/keys.js';
+import { registerList } from './commands/list.js';
+import { registerRestore } from './commands/restore.js';
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('hvbackup')
+    .description('encrypted, signed backups of libvirt/QEMU domains, and verified restores')
+    .version(TOOL_VERSION)
+    .option('-c, --config <file>', 'configuration file (default: $HVBACKUP_CONFIG or /etc/hvbackup/config.json)')
+    .option('--log-format <format>', 'log format on stderr: json or human (default: human on a terminal, else json)')
+    .option('-v, --verbose', 'log debug events')
+    .showHelpAfterError()
+    .exitOverride();
+
+  registerBackup(program);
+  registerRestore(program);
+  registerList(program);
+  registerKeys(program);
+  return program;
+}
+
+/** Runs the command line and returns the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The configuration file schema. One JSON file serves the backup host (keys
+ * to sign and recipients to encrypt to) and the administrator (trusted
+ * signers and the admin key for restore); each command checks only the keys
+ * it needs, so a backup host's file need not name any secret admin key.
+ */
+import { z } from 'zod';
+
+const fingerprint = z
+  .string()
+  .transform((value) => value.replace(/\s+/g, '').toUpperCase())
+  .refine((value) => /^[0-9A-F]{40}$|^[0-9A-F]{64}$/.test(value), {
+    message: 'expected an OpenPGP v4 (40 hex digits) or v6 (64 hex digits) fingerprint',
+  });
+
+const localRepository = z
+  .object({
+    type: z.literal('local'),
+    path: z.string().min(1),
+  })
+  .strict();
+
+const objectLock = z
+  .object({
+    mode: z.enum(['GOVERNANCE', 'COMPLIANCE']),
+    days: z.number().int().positive().max(36500),
+  })
+  .strict();
+
+const s3Repository = z
+  .object({
+    type: z.literal('s3'),
+    bucket: z.string().min(3).max(63),
+    prefix: z.string().default(''),
+    endpoint: z.url().optional(),
+    region: z.string().default('us-east-1'),
+    forcePathStyle: z.boolean().default(false),
+    objectLock: objectLock.optional(),
+  })
+  .strict();
+
+const concurrency = z
+  .object({
+    /** Worker threads that encrypt or decrypt segments. */
+    workers: z.number().int().min(0).max(64).optional(),
+    /** Segment uploads in flight. */
+    uploads: z.number().int().min(1).max(64).default(4),
+    /** Segment downloads in flight during restore (read-ahead). */
+    downloads: z.number().int().min(1).max(64).default(3),
+    /** NBD read requests in flight per disk. */
+    reads: z.number().int().min(1).max(16).default(4),
+    /** Domains backed up at the same time. */
+    domains: z.number().int().min(1).max(16).default(1),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    /** Name of this host in the repository layout; defaults to os.hostname(). */
+    host: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'expected a host name of letters, digits, ".", "_" and "-"')
+      .optional(),
+    repository: z.discriminatedUnion('type', [localRepository, s3Repository]),
+    libvirt: z.object({ uri: z.string().default('qemu:///system') }).strict().default({ uri: 'qemu:///system' }),
+    scratchDir: z.string().default('/var/lib/hvbackup/scratch'),
+    stagingDir: z.string().default('/var/lib/hvbackup/staging'),
+    stateDir: z.string().default('/var/lib/hvbackup'),
+    /** Secret host key file that signs segments and manifests (backup host). */
+    signingKey: z.string().optional(),
+    /** Public key files of every administrator; each backup is encrypted to all of them. */
+    recipients: z.array(z.string()).default([]),
+    /** Pinned fingerprints of host keys whose backups this administrator trusts. */
+    trustedSigners: z.array(fingerprint).default([]),
+    /** Secret admin key file used by restore. */
+    adminKey: z.string().optional(),
+    /** Plaintext bytes per segment, as a number or a size such as "16MiB". */
+    segmentSize: z.union([z.number().int().positive(), z.string()]).default('16MiB'),
+    encryption: z.object({ aead: z.boolean().default(false) }).strict().default({ aead: false }),
+    concurrency: concurrency.default({ uploads: 4, downloads: 3, reads: 4, domains: 1 }),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;

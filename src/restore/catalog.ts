@@ -1,0 +1,80 @@
+/**
+ * Finding backups in a repository: every committed backup has a manifest, so
+ * the catalog is the list of manifest keys. Prefixes without a manifest are
+ * unfinished backups and are listed separately, for prune and verify.
+ */
+import { isBackupId, MANIFEST_NAME, parseBackupKey, type BackupRef } from '../manifest/layout.js';
+import type { ObjectStore } from '../repository/store.js';
+import { UsageError } from '../errors.js';
+
+export interface CatalogEntry extends BackupRef {
+  /** Bytes of every object under the backup's prefix. */
+  bytes: number;
+  objects: number;
+  committed: boolean;
+  lastModified: Date;
+}
+
+/** Lists the backups under hosts/ (optionally one host or domain), oldest first. */
+export async function listBackups(
+  store: ObjectStore,
+  filter: { host?: string; domain?: string } = {},
+): Promise<CatalogEntry[]> {
+  const prefix = filter.host ? `hosts/${filter.host}/domains/${filter.domain ? `${filter.domain}/` : ''}` : 'hosts/';
+  const entries = new Map<string, CatalogEntry>();
+
+  for await (const object of store.list(prefix)) {
+    const parsed = parseBackupKey(object.key);
+    if (!parsed) continue;
+    if (filter.domain && parsed.domain !== filter.domain) continue;
+
+    const id = `${parsed.host}/${parsed.domain}/${parsed.backupId}`;
+    let entry = entries.get(id);
+    if (!entry) {
+      entry = { host: parsed.host, domain: parsed.domain, backupId: parsed.backupId, bytes: 0, objects: 0, committed: false, lastModified: object.lastModified };
+      entries.set(id, entry);
+    }
+    entry.bytes += object.size;
+    entry.objects += 1;
+    if (object.lastModified > entry.lastModified) entry.lastModified = object.lastModified;
+    if (parsed.rest === MANIFEST_NAME) entry.committed = true;
+  }
+
+  return [...entries.values()].sort((a, b) => a.backupId.localeCompare(b.backupId));
+}
+
+/**
+ * Resolves what the user typed: a backup id, or a domain name meaning its
+ * latest committed backup. Ambiguity (the same domain name on two hosts) is
+ * an error that lists the candidates.
+ */
+export async function resolveBackup(store: ObjectStore, selector: string, options: { host?: string } = {}): Promise<BackupRef> {
+  const committed = (await listBackups(store, { host: options.host })).filter((entry) => entry.committed);
+
+  if (isBackupId(selector)) {
+    const matches = committed.filter((entry) => entry.backupId === selector);
+    if (matches.length === 1) return matches[0];
+    if (matches.length === 0) {
+      throw new UsageError(`backup ${selector} not found in ${store.description}`, {
+        hint: 'run `hvbackup list` to see the backups; an unfinished backup (no manifest) cannot be restored',
+      });
+    }
+    throw new UsageError(`backup id ${selector} exists on several hosts: ${matches.map((m) => m.host).join(', ')}`, {
+      hint: 'pass --host NAME to choose one',
+    });
+  }
+
+  const ofDomain = committed.filter((entry) => entry.domain === selector);
+  if (ofDomain.length === 0) {
+    throw new UsageError(`no committed backup of domain ${selector} in ${store.description}`, {
+      hint: 'run `hvbackup list` to see the backups, or pass a backup id',
+    });
+  }
+  const hosts = new Set(ofDomain.map((entry) => entry.host));
+  if (hosts.size > 1) {
+    throw new UsageError(`domain ${selector} has backups from several hosts: ${[...hosts].join(', ')}`, {
+      hint: 'pass --host NAME to choose one',
+    });
+  }
+  return ofDomain[ofDomain.length - 1];
+}

@@ -1,0 +1,163 @@
+/**
+ * Applies one backup's tar stream to the staging area. The stream must hold
+ * exactly the entries the signed manifest promises, in the fixed order the
+ * backup writes them; disk data goes through NBD into staging images, and
+ * each disk's SHA-256 is compared with the checksums entry at the end.
+ * Incremental backups reuse the images of the chain applied before them.
+ */
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+
+import type { ArchiveEntry } from '../archive/reader.js';
+import {
+  CHECKSUMS_ENTRY,
+  DOMAIN_XML_ENTRY,
+  METADATA_ENTRY,
+  type ArchiveChecksums,
+  type ArchiveMetadata,
+} from '../backup/archive-contents.js';
+import { VerificationError } from '../errors.js';
+import type { Manifest } from '../manifest/schema.js';
+import type { NbdClient } from '../nbd/client.js';
+import type { Staging, StagingDisk } from './staging.js';
+
+/** NBD writes kept in flight per disk. */
+const WRITES_IN_FLIGHT = 4;
+
+export interface ExtractedBackup {
+  metadata: ArchiveMetadata;
+  domainXml: string;
+  /** Staging path of the NVRAM file, when the backup has one. */
+  nvramPath?: string;
+}
+
+export interface ExtractOptions {
+  manifest: Manifest;
+  staging: Staging;
+  /** Returns the staging image of a disk, creating it for a full backup. */
+  openDisk: (disk: Manifest['disks'][number]) => Promise<StagingDisk>;
+  onBytes?: (bytes: number) => void;
+}
+
+export async function extractBackup(entries: AsyncIterable<ArchiveEntry>, options: ExtractOptions): Promise<ExtractedBackup> {
+  const { manifest } = options;
+  const object = `${manifest.backupId} archive`;
+  const expected = expectedEntries(manifest);
+  const digests = new Map<string, { sha256: string; storedBytes: number }>();
+  let metadata: ArchiveMetadata | undefined;
+  let domainXml: string | undefined;
+  let nvramPath: string | undefined;
+  let index = 0;
+
+  for await (const entry of entries) {
+    const name = expected[index];
+    if (name === undefined || entry.name !== name) {
+      throw new VerificationError('archive-entries', object, `entry ${index} is ${entry.name}, expected ${name ?? 'the end of the archive'}`);
+    }
+    index += 1;
+
+    if (name === METADATA_ENTRY) {
+      metadata = parseJson<ArchiveMetadata>(await readFile(entry, object), name, object);
+      checkMetadata(metadata, manifest, object);
+    } else if (name === DOMAIN_XML_ENTRY) {
+      domainXml = (await readFile(entry, object)).toString('utf8');
+    } else if (name === manifest.nvram) {
+      nvramPath = options.staging.path('nvram.fd');
+      await writeFile(nvramPath, await readFile(entry, object), { mode: 0o600 });
+    } else if (name === CHECKSUMS_ENTRY) {
+      const checksums = parseJson<ArchiveChecksums>(await readFile(entry, object), name, object);
+      compareChecksums(checksums, digests, object);
+    } else {
+      const disk = manifest.disks.find((candidate) => candidate.entry === name)!;
+      if (entry.kind !== 'sparse') throw new VerificationError('archive-entries', object, `${name} is not a sparse disk entry`);
+      if (entry.realSize !== disk.virtualSize) {
+        throw new VerificationError('disk-size', object, `${name} has size ${entry.realSize}, the manifest says ${disk.virtualSize}`);
+      }
+      const staged = await options.openDisk(disk);
+      const zeroExtents = metadata?.disks.find((item) => item.target === disk.target)?.zeroExtents ?? [];
+      digests.set(disk.target, await writeDisk(entry, staged.client, zeroExtents, options.onBytes));
+    }
+  }
+
+  if (index !== expected.length || !metadata || domainXml === undefined) {
+    throw new VerificationError('archive-entries', object, `archive ended after ${index} of ${expected.length} entries`);
+  }
+  return { metadata, domainXml, nvramPath };
+}
+
+function expectedEntries(manifest: Manifest): string[] {
+  const names = [METADATA_ENTRY, DOMAIN_XML_ENTRY];
+  if (manifest.nvram) names.push(manifest.nvram);
+  for (const disk of manifest.disks) names.push(disk.entry);
+  names.push(CHECKSUMS_ENTRY);
+  return names;
+}
+
+async function readFile(entry: ArchiveEntry, object: string): Promise<Buffer> {
+  if (entry.kind !== 'file') throw new VerificationError('archive-entries', object, `${entry.name} must be a regular file entry`);
+  return entry.read();
+}
+
+function parseJson<T>(bytes: Buffer, name: string, object: string): T {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as T;
+  } catch (error) {
+    throw new VerificationError('archive-metadata', object, `${name} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+function checkMetadata(metadata: ArchiveMetadata, manifest: Manifest, object: string): void {
+  if (metadata.backupId !== manifest.backupId || metadata.domain?.uuid !== manifest.domain.uuid || metadata.type !== manifest.type) {
+    throw new VerificationError(
+      'archive-metadata',
+      object,
+      `archive belongs to backup ${metadata.backupId} (${metadata.type}) of domain uuid ${metadata.domain?.uuid}, not to this manifest`,
+    );
+  }
+  const targets = (metadata.disks ?? []).map((disk) => disk.target).join(',');
+  const expected = manifest.disks.map((disk) => disk.target).join(',');
+  if (targets !== expected) {
+    throw new VerificationError('archive-metadata', object, `archive lists disks ${targets}, the manifest ${expected}`);
+  }
+}
+
+function compareChecksums(checksums: ArchiveChecksums, digests: Map<string, { sha256: string; storedBytes: number }>, object: string): void {
+  for (const [target, actual] of digests) {
+    const recorded = checksums.disks?.[target];
+    if (!recorded || recorded.sha256 !== actual.sha256 || recorded.storedBytes !== actual.storedBytes) {
+      throw new VerificationError(
+        'disk-checksum',
+        object,
+        `disk ${target}: restored ${actual.storedBytes} bytes with SHA-256 ${actual.sha256}, recorded ${recorded?.storedBytes} bytes ${recorded?.sha256}`,
+      );
+    }
+  }
+}
+
+/** Writes a sparse entry's data (and recorded zero ranges) into a staging disk, hashing what it writes. */
+async function writeDisk(
+  entry: Extract<ArchiveEntry, { kind: 'sparse' }>,
+  client: NbdClient,
+  zeroExtents: [number, number][],
+  onBytes?: (bytes: number) => void,
+): Promise<{ sha256: string; storedBytes: number }> {
+  const hash = createHash('sha256');
+  const inFlight: Promise<void>[] = [];
+  let storedBytes = 0;
+
+  for await (const { offset, data } of entry.chunks()) {
+    hash.update(data);
+    storedBytes += data.length;
+    const write = client.write(offset, data);
+    write.catch(() => undefined); // awaited below, in order
+    inFlight.push(write);
+    if (inFlight.length >= WRITES_IN_FLIGHT) await inFlight.shift();
+    onBytes?.(data.length);
+  }
+  await Promise.all(inFlight);
+
+  for (const [offset, length] of zeroExtents) {
+    await client.writeZeroes(offset, length);
+  }
+  return { sha256: hash.digest('hex'), storedBytes };
+}

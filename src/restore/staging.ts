@@ -1,0 +1,88 @@
+/**
+ * The staging area of one restore: a private directory under the configured
+ * staging directory that receives every restored file before anything on
+ * the host changes. It is removed on every exit path, so a failed or
+ * interrupted restore leaves nothing behind.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { HvError, ExitCode } from '../errors.js';
+import { QemuNbdServer } from '../backup/qemu-nbd.js';
+import { NbdClient } from '../nbd/client.js';
+
+const execFileAsync = promisify(execFile);
+
+export class Staging {
+  private constructor(readonly dir: string) {}
+
+  static async create(root: string, label: string): Promise<Staging> {
+    try {
+      await mkdir(root, { recursive: true, mode: 0o700 });
+      return new Staging(await mkdtemp(join(root, `${label}-`)));
+    } catch (error) {
+      throw new HvError('staging', `cannot create a staging directory under ${root}: ${(error as Error).message}`, ExitCode.failure, {
+        hint: 'set "stagingDir" in the configuration to a writable directory with room for the restored disks',
+        cause: error,
+      });
+    }
+  }
+
+  path(name: string): string {
+    return join(this.dir, name);
+  }
+
+  async remove(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A staging disk image opened for writing through qemu-nbd, so qcow2 and raw
+ * are written the same way and holes stay holes.
+ */
+export class StagingDisk {
+  private constructor(
+    readonly path: string,
+    private readonly server: QemuNbdServer,
+    readonly client: NbdClient,
+  ) {}
+
+  static async create(options: { path: string; format: 'qcow2' | 'raw'; virtualSize: number; socketPath: string }): Promise<StagingDisk> {
+    try {
+      await execFileAsync('qemu-img', ['create', '-q', '-f', options.format, options.path, String(options.virtualSize)]);
+    } catch (error) {
+      throw new HvError('staging', `qemu-img create of ${options.path} failed: ${(error as { stderr?: string }).stderr ?? (error as Error).message}`, ExitCode.failure, {
+        hint: 'check free space in the staging directory and that qemu-img is installed',
+        cause: error,
+      });
+    }
+
+    const server = await QemuNbdServer.start({
+      imagePath: options.path,
+      format: options.format,
+      socketPath: options.socketPath,
+      exportName: 'staging',
+      readOnly: false,
+    });
+    try {
+      const client = await NbdClient.connect({ socketPath: options.socketPath, exportName: 'staging' });
+      return new StagingDisk(options.path, server, client);
+    } catch (error) {
+      await server.stop();
+      throw error;
+    }
+  }
+
+  /** Flushes, disconnects and stops qemu-nbd. Safe to call twice. */
+  async close(options: { flush: boolean }): Promise<void> {
+    try {
+      if (options.flush) await this.client.flush();
+    } finally {
+      await this.client.close().catch(() => undefined);
+      await this.server.stop();
+    }
+  }
+}
