@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { SegmentDecryptor, SegmentEncryptor, encryptionRecipients } from '../../src/crypto/index.js';
+import { CryptoError } from '../../src/errors.js';
+import { available } from '../support/components.js';
+import { GnupgHome, makeAdminKey, makeHostKey, patternBytes, runCommand, type TestKey } from './fixtures.js';
+
+let host: TestKey;
+let alice: TestKey;
+let bob: TestKey;
+
+beforeAll(async () => {
+  host = await makeHostKey();
+  alice = await makeAdminKey('alice');
+  bob = await makeAdminKey('bob');
+});
+
+describe.each([0, 2])('SegmentEncryptor with %i workers', (workers) => {
+  let encryptor: SegmentEncryptor;
+
+  beforeAll(async () => {
+    encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey, bob.publicKey], signingKey: host.privateKey, workers });
+  });
+
+  afterAll(() => encryptor.close());
+
+  it('round trip for either admin', async () => {
+    const plaintext = patternBytes(300_000, workers);
+    const ciphertext = await encryptor.encrypt(plaintext);
+
+    for (const admin of [alice, bob]) {
+      const decryptor = await SegmentDecryptor.create({ decryptionKeys: [admin.privateKey], verificationKeys: [host.publicKey], workers });
+      const result = await decryptor.decrypt(ciphertext, 'segment-000000');
+      await decryptor.close();
+      expect(result.plaintext).toEqual(plaintext);
+      expect(result.signerFingerprint).toBe(host.armored.fingerprint);
+    }
+  });
+
+  it('encrypts to both admin subkeys', async () => {
+    const ciphertext = await encryptor.encrypt(patternBytes(100, 1));
+    const expected = [alice, bob].map((admin) => admin.publicKey.getSubkeys()[0].getKeyID().toHex().toUpperCase());
+    expect((await encryptionRecipients(ciphertext)).sort()).toEqual(expected.sort());
+  });
+
+  it('round trip of empty segment', async () => {
+    const ciphertext = await encryptor.encrypt(new Uint8Array(0));
+    const decryptor = await SegmentDecryptor.create({ decryptionKeys: [alice.privateKey], verificationKeys: [host.publicKey], workers });
+    const result = await decryptor.decrypt(ciphertext, 'segment-empty');
+    await decryptor.close();
+    expect(result.plaintext.byteLength).toBe(0);
+  });
+
+  it('keeps plaintext without transfer', async () => {
+    const plaintext = patternBytes(4096, 2);
+    await encryptor.encrypt(plaintext);
+    expect(plaintext.byteLength).toBe(4096);
+  });
+
+  it('reports SEIPD v1 cipher suite', () => {
+    expect(encryptor.cipherSuite).toEqual({ seipdVersion: 1, symmetric: 'aes256' });
+  });
+});
+
+describe('SegmentEncryptor transfer option', () => {
+  it('detaches whole buffer with workers', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1 });
+    const plaintext = patternBytes(65_536, 3);
+    const ciphertext = await encryptor.encrypt(plaintext, { transfer: true });
+    await encryptor.close();
+    expect(plaintext.byteLength).toBe(0);
+    expect(ciphertext.byteLength).toBeGreaterThan(65_536);
+  });
+
+  it('copies partial view despite transfer', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1 });
+    const backing = patternBytes(8192, 4);
+    const view = backing.subarray(1024, 5120);
+    await encryptor.encrypt(view, { transfer: true });
+    await encryptor.close();
+    expect(view.byteLength).toBe(4096);
+  });
+});
+
+describe('SegmentEncryptor watchdog', () => {
+  it('times out slow segment with CryptoError', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1, timeoutMs: 1 });
+    const error = await encryptor.encrypt(patternBytes(4 * 1024 * 1024, 5)).catch((caught: unknown) => caught);
+    await encryptor.close();
+    expect(error).toBeInstanceOf(CryptoError);
+    expect((error as Error).message).toContain('timed out');
+  });
+});
+
+describe.skipIf(!available('gpg'))('SegmentEncryptor output read by gpg', () => {
+  let gnupg: GnupgHome;
+
+  beforeAll(() => {
+    gnupg = new GnupgHome();
+    gnupg.importKey(alice.armored.privateKey);
+    gnupg.importKey(host.armored.publicKey);
+  });
+
+  afterAll(() => gnupg.remove());
+
+  it('gpg decrypts and verifies segment', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey, bob.publicKey], signingKey: host.privateKey, workers: 1 });
+    const plaintext = patternBytes(200_000, 6);
+    const segment = gnupg.writeFile('segment.pgp', await encryptor.encrypt(plaintext));
+    await encryptor.close();
+
+    const output = gnupg.writeFile('segment.out', '');
+    const result = gnupg.gpg(['--status-fd', '2', '--trust-model', 'always', '--yes', '-o', output, '-d', segment]);
+
+    expect(result.status).toBe(0);
+    expect(readFileSync(output)).toEqual(Buffer.from(plaintext));
+    expect(result.stderr).toMatch(/\[GNUPG:\] GOODSIG [0-9A-F]{16} /);
+    expect(result.stderr).toMatch(new RegExp(`\\[GNUPG:\\] VALIDSIG [0-9A-F]{40} .* ${host.armored.fingerprint}\\n`));
+  });
+
+  it('gpg prints segment session key', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
+    const segment = gnupg.writeFile('segment-sk.pgp', await encryptor.encrypt(patternBytes(1000, 7)));
+    await encryptor.close();
+
+    const result = gnupg.gpg(['--status-fd', '2', '--show-session-key', '-o', '/dev/null', '-d', segment]);
+    expect(result.stderr).toMatch(/\[GNUPG:\] SESSION_KEY 9:[0-9A-F]{64}/);
+  });
+});
+
+describe.skipIf(!available('sqop'))('SegmentEncryptor output read by sqop', () => {
+  it('sqop decrypts and verifies segment', async () => {
+    const gnupg = new GnupgHome();
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey, bob.publicKey], signingKey: host.privateKey, workers: 1 });
+    const plaintext = patternBytes(150_000, 8);
+    const ciphertext = await encryptor.encrypt(plaintext);
+    await encryptor.close();
+
+    const hostCert = gnupg.writeFile('host.cert', host.armored.publicKey);
+    const bobKey = gnupg.writeFile('bob.key', bob.armored.privateKey);
+    // sqop refuses to overwrite an existing file (SOP exit code 59), so only name it.
+    const verifications = join(gnupg.dir.path, 'verifications.txt');
+    const result = runCommand('sqop', ['decrypt', `--verify-with=${hostCert}`, `--verifications-out=${verifications}`, bobKey], ciphertext);
+    const verificationText = readFileSync(verifications, 'utf8');
+    gnupg.remove();
+
+    expect(result.status).toBe(0);
+    expect(result.stdout).toEqual(Buffer.from(plaintext));
+    expect(verificationText).toContain(host.armored.fingerprint);
+  });
+});
