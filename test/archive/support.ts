@@ -1,0 +1,73 @@
+/**
+ * Helpers shared by the archive tests: building archives in memory, making
+ * deterministic content, and running GNU tar in temporary directories.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { ArchiveWriter, type Extent } from '../../src/archive/writer.js';
+
+/** Reads a whole byte stream into one Buffer. */
+export async function collect(input: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of input) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
+
+/** Runs `build` on a new writer while collecting its output, then finalizes. */
+export async function buildArchive(build: (writer: ArchiveWriter) => Promise<void>, mtime = new Date('2024-01-02T03:04:05Z')): Promise<Buffer> {
+  const writer = new ArchiveWriter({ mtime });
+  const output = collect(writer.stream);
+  await build(writer);
+  await writer.finalize();
+  return output;
+}
+
+/** Deterministic bytes that differ for each seed and position, so misplaced data shows. */
+export function patternBytes(seed: number, length: number): Buffer {
+  const bytes = Buffer.allocUnsafe(length);
+  let state = (seed * 2654435761) >>> 0;
+  for (let i = 0; i < length; i += 1) {
+    state = (state * 1103515245 + 12345) >>> 0;
+    bytes[i] = state >>> 24;
+  }
+  return bytes;
+}
+
+/** Content of each extent: patternBytes seeded by the extent index. */
+export function extentContents(extents: readonly Extent[]): Buffer[] {
+  return extents.map((extent, index) => patternBytes(index + 1, extent.length));
+}
+
+/** Yields the contents split into chunks of `chunkSize` bytes, crossing extent boundaries. */
+export async function* chunked(contents: readonly Buffer[], chunkSize: number): AsyncGenerator<Buffer> {
+  const all = Buffer.concat(contents);
+  for (let offset = 0; offset < all.length; offset += chunkSize) {
+    yield all.subarray(offset, offset + chunkSize);
+  }
+}
+
+/** A deterministic PRNG (mulberry32) for reproducible mutation tests. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Creates a temporary directory and returns it with a function that removes it. */
+export function temporaryDirectory(): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), 'hvbackup-archive-'));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** Runs a command and returns its stdout; a non-zero exit throws with stderr. */
+export function run(command: string, args: string[], cwd: string): string {
+  return execFileSync(command, args, { cwd, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+}
