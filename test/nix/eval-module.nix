@@ -28,6 +28,19 @@ let
         value
     ) right;
 
+  # Applies option values over the defaults: nested sets merge, any other
+  # value replaces the default, as a definition replaces an option default.
+  applyOverrides =
+    base: values:
+    base
+    // builtins.mapAttrs (
+      name: value:
+      if builtins.hasAttr name base && builtins.isAttrs value && builtins.isAttrs base.${name} then
+        applyOverrides base.${name} value
+      else
+        value
+    ) values;
+
   stubType = name: { inherit name; };
 
   lib = {
@@ -90,7 +103,7 @@ let
       module = import ../../nix/module.nix {
         inherit lib pkgs;
         config = {
-          services.hvbackup = mergeTwo (defaultsOf module.options.services.hvbackup) overrides;
+          services.hvbackup = applyOverrides (defaultsOf module.options.services.hvbackup) overrides;
         };
       };
     in
