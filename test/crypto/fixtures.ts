@@ -90,3 +90,13 @@ export function patternBytes(length: number, seed: number): Uint8Array {
   for (let index = 0; index < length; index += 1) bytes[index] = (index * 31 + seed * 7) & 0xff;
   return bytes;
 }
+
+/**
+ * Returns true when both byte arrays are equal. Faster than vitest's toEqual,
+ * which walks large typed arrays element by element.
+ */
+export function sameBytes(actual: Uint8Array, expected: Uint8Array): boolean {
+  return Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength).equals(
+    Buffer.from(expected.buffer, expected.byteOffset, expected.byteLength),
+  );
+}

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SegmentDecryptor, SegmentEncryptor, encryptionRecipients } from '../../src/crypto/index.js';
 import { CryptoError } from '../../src/errors.js';
 import { available } from '../support/components.js';
-import { GnupgHome, makeAdminKey, makeHostKey, patternBytes, runCommand, type TestKey } from './fixtures.js';
+import { GnupgHome, makeAdminKey, makeHostKey, patternBytes, runCommand, sameBytes, type TestKey } from './fixtures.js';
 
 let host: TestKey;
 let alice: TestKey;
@@ -34,7 +34,7 @@ describe.each([0, 2])('SegmentEncryptor with %i workers', (workers) => {
       const decryptor = await SegmentDecryptor.create({ decryptionKeys: [admin.privateKey], verificationKeys: [host.publicKey], workers });
       const result = await decryptor.decrypt(ciphertext, 'segment-000000');
       await decryptor.close();
-      expect(result.plaintext).toEqual(plaintext);
+      expect(sameBytes(result.plaintext, plaintext)).toBe(true);
       expect(result.signerFingerprint).toBe(host.armored.fingerprint);
     }
   });
@@ -115,7 +115,7 @@ describe.skipIf(!available('gpg'))('SegmentEncryptor output read by gpg', () => 
     const result = gnupg.gpg(['--status-fd', '2', '--trust-model', 'always', '--yes', '-o', output, '-d', segment]);
 
     expect(result.status).toBe(0);
-    expect(readFileSync(output)).toEqual(Buffer.from(plaintext));
+    expect(sameBytes(readFileSync(output), plaintext)).toBe(true);
     expect(result.stderr).toMatch(/\[GNUPG:\] GOODSIG [0-9A-F]{16} /);
     expect(result.stderr).toMatch(new RegExp(`\\[GNUPG:\\] VALIDSIG [0-9A-F]{40} .* ${host.armored.fingerprint}\\n`));
   });
@@ -147,7 +147,7 @@ describe.skipIf(!available('sqop'))('SegmentEncryptor output read by sqop', () =
     gnupg.remove();
 
     expect(result.status).toBe(0);
-    expect(result.stdout).toEqual(Buffer.from(plaintext));
+    expect(sameBytes(result.stdout, plaintext)).toBe(true);
     expect(verificationText).toContain(host.armored.fingerprint);
   });
 });
