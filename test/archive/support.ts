@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import type { ArchiveEntry } from '../../src/archive/reader.js';
 import { ArchiveWriter, type Extent } from '../../src/archive/writer.js';
 
 /** Reads a whole byte stream into one Buffer. */
@@ -70,4 +71,43 @@ export function temporaryDirectory(): { path: string; remove: () => void } {
 /** Runs a command and returns its stdout; a non-zero exit throws with stderr. */
 export function run(command: string, args: string[], cwd: string): string {
   return execFileSync(command, args, { cwd, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+}
+
+/** Yields `data` in chunks of the given sizes, cycling through them, as views without copying. */
+export async function* slices(data: Buffer, sizes: readonly number[]): AsyncGenerator<Buffer> {
+  let position = 0;
+  let index = 0;
+  while (position < data.length) {
+    const size = sizes[index % sizes.length]!;
+    yield data.subarray(position, position + size);
+    position += size;
+    index += 1;
+  }
+}
+
+export interface ReadResult {
+  files: Map<string, Buffer>;
+  /** Sparse members up to 256 MiB rebuilt into full images, holes as zeros. */
+  images: Map<string, Buffer>;
+  /** realSize of every sparse member. */
+  realSizes: Map<string, number>;
+}
+
+/**
+ * Reads every member of an archive, rebuilding sparse members in memory.
+ * Only for small test archives.
+ */
+export async function readAll(entries: AsyncIterable<ArchiveEntry>): Promise<ReadResult> {
+  const result: ReadResult = { files: new Map(), images: new Map(), realSizes: new Map() };
+  for await (const entry of entries) {
+    if (entry.kind === 'file') {
+      result.files.set(entry.name, await entry.read());
+      continue;
+    }
+    result.realSizes.set(entry.name, entry.realSize);
+    const image = entry.realSize <= 256 * 1024 * 1024 ? Buffer.alloc(entry.realSize) : undefined;
+    for await (const { offset, data } of entry.chunks()) image?.set(data, offset);
+    if (image !== undefined) result.images.set(entry.name, image);
+  }
+  return result;
 }
