@@ -35,9 +35,9 @@ export class ByteSource {
 
   /**
    * Returns exactly `size` bytes, or undefined when the input ended before
-   * the first byte. Throws an ArchiveError naming `what` when it ends later.
+   * the first byte. Throws an ArchiveError naming `location` when it ends later.
    */
-  async exact(size: number, what: string): Promise<Buffer | undefined> {
+  async exact(size: number, location: string): Promise<Buffer | undefined> {
     const first = await this.next(size);
     if (first === undefined) return undefined;
     if (first.length === size) return first;
@@ -48,19 +48,19 @@ export class ByteSource {
 
     while (filled < size) {
       const chunk = await this.next(size - filled);
-      if (chunk === undefined) throw truncated(what);
+      if (chunk === undefined) throw truncated(location);
       chunk.copy(copy, filled);
       filled += chunk.length;
     }
     return copy;
   }
 
-  /** Discards exactly `size` bytes; throws an ArchiveError naming `what` when the input ends first. */
-  async skip(size: number, what: string): Promise<void> {
+  /** Discards exactly `size` bytes; throws an ArchiveError naming `location` when the input ends first. */
+  async skip(size: number, location: string): Promise<void> {
     let left = size;
     while (left > 0) {
       const chunk = await this.next(left);
-      if (chunk === undefined) throw truncated(what);
+      if (chunk === undefined) throw truncated(location);
       left -= chunk.length;
     }
   }
@@ -89,9 +89,9 @@ export class ByteSource {
   }
 }
 
-/** The error for input that ends inside `what` (an entry or a header). */
-export function truncated(what: string): ArchiveError {
-  return new ArchiveError(`tar stream ended inside ${what}`, {
+/** Builds the error for input that ends inside `location` (a member or a header). */
+export function truncated(location: string): ArchiveError {
+  return new ArchiveError(`tar stream ended inside ${location}`, {
     hint: 'the archive is incomplete; check that every segment was downloaded and decrypted',
   });
 }

@@ -70,11 +70,11 @@ function decodeString(block: Buffer, start: number, length: number): string {
 }
 
 /**
- * Decodes a numeric field: octal digits with optional leading spaces, ended by
- * a space or NUL and followed only by spaces and NULs; or GNU base-256, where
- * the first byte is 0x80 and the rest is a big-endian number. Returns
- * undefined for anything else, including negative base-256 values and values
- * above 2^53-1.
+ * Decodes a numeric field. Octal form is digits after optional leading
+ * spaces, ended by a space or NUL and followed only by spaces and NULs. GNU
+ * base-256 form has 0x80 as its first byte and a big-endian number in the
+ * rest. Returns undefined for anything else, including negative base-256
+ * values and values above 2^53-1.
  */
 export function decodeNumber(block: Buffer, start: number, length: number): number | undefined {
   const field = block.subarray(start, start + length);

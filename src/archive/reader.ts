@@ -2,9 +2,9 @@
  * Streaming tar reader for hvbackup archives (format: docs/format-archive.md).
  *
  * The input is decrypted backup data. It was verified before it got here, but
- * this reader still treats it as hostile: it accepts only regular files with
- * safe relative names, parses PAX records and sparse maps strictly, never
- * allocates more than the limits allow, and reports every fault as an
+ * this reader still treats it as hostile. It accepts only regular files with
+ * safe relative names and parses PAX records and sparse maps strictly. It
+ * allocates no more than the limits allow, and it reports every fault as an
  * ArchiveError that names the member and the fault. Directory members are
  * rejected, because hvbackup archives never contain them.
  *
@@ -37,7 +37,7 @@ export type ArchiveEntry =
 export interface ArchiveLimits {
   /** Largest member that read() returns, in bytes. Default 64 MiB. */
   maxFileBytes?: number;
-  /** Most extents in one sparse map. Default DEFAULT_MAX_EXTENTS. */
+  /** Maximum number of extents in one sparse map. Default DEFAULT_MAX_EXTENTS (2^20). */
   maxExtents?: number;
   /** Largest GNU.sparse.realsize accepted, in bytes. Default 2^50 (1 PiB). */
   maxRealSize?: number;
@@ -45,6 +45,8 @@ export interface ArchiveLimits {
 
 export const DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024;
 
+// NOTE: 1 PiB is a guard against absurd values, not a measured bound; callers
+// that restore larger disks must raise maxRealSize.
 export const DEFAULT_MAX_REAL_SIZE = 2 ** 50;
 
 /** Reads the members of a tar stream in order. Breaking out of the loop stops the input. */

@@ -1,7 +1,7 @@
 /**
- * The sparse map of GNU tar sparse format 1.0, as GNU tar 1.34 writes it: at
- * the start of the entry data, ASCII decimal numbers each ended by "\n" (the
- * extent count, then offset and length of each extent), padded with NUL bytes
+ * The sparse map of GNU tar sparse format 1.0, as GNU tar 1.34 writes it. It
+ * starts the member data and is ASCII decimal numbers, each ended by "\n":
+ * the extent count, then offset and length of each extent. NUL bytes pad it
  * to a 512-byte boundary. A file that ends in a hole gets a last extent of
  * length 0 at offset realSize, because that is how GNU tar learns the file
  * size when it extracts.
@@ -25,7 +25,7 @@ export interface Extent {
 export const BLOCK_SIZE = 512;
 
 /**
- * Most extents in one sparse map, 2^20, for both the writer and the reader,
+ * Maximum number of extents in one sparse map, 2^20, for both the writer and the reader,
  * so every archive the writer makes is readable with the default limits. A
  * map of that many extents is at most about 34 MiB of text, and the parsed
  * list takes an estimated 100 MiB of heap.

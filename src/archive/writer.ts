@@ -173,20 +173,20 @@ export function sparseEntrySize(name: string, realSize: number, extents: Extent[
   return BLOCK_SIZE + padToBlock(paxBytes) + BLOCK_SIZE + padToBlock(size);
 }
 
-/** The PAX records of a sparse member, in the order they are written. */
+/** Builds the PAX records of a sparse member, in the order they are written. */
 function sparseRecords(name: string, realSize: number, size: number): Record<string, string> {
   return {
     'GNU.sparse.major': '1',
     'GNU.sparse.minor': '0',
     'GNU.sparse.name': name,
     'GNU.sparse.realsize': String(realSize),
-    // The ustar size field holds at most 8 GiB - 1 in octal; this record carries any size.
+    // The ustar size field stores at most 8 GiB - 1 in octal, so this record carries the exact size.
     size: String(size),
   };
 }
 
 /**
- * The member path that PAX readers without GNU sparse support see:
+ * Returns the member path that PAX readers without GNU sparse support see:
  * `<dir>/GNUSparseFile.0/<file>`, the GNU tar convention with 0 in place of a
  * process id.
  */

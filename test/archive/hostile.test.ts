@@ -62,7 +62,7 @@ function regularFile(name: string, content = 'x'): Buffer {
   return Buffer.concat([ustarHeader({ name, size: content.length }), padded(Buffer.from(content))]);
 }
 
-/** A GNU sparse 1.0 member with the given map text and data, sized as the map block plus data. */
+/** Builds a GNU sparse 1.0 member from map text and data, sized as the map block plus data. */
 function sparseMember(map: string, data: Buffer, options: { realSize?: string; size?: number; extra?: string } = {}): Buffer {
   const mapBlock = padded(Buffer.from(map, 'latin1'));
   const size = options.size ?? mapBlock.length + data.length;

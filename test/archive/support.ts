@@ -50,7 +50,7 @@ export async function* chunked(contents: readonly Buffer[], chunkSize: number): 
   }
 }
 
-/** A deterministic PRNG (mulberry32) for reproducible mutation tests. */
+/** Creates a deterministic PRNG (mulberry32) for reproducible mutation tests. */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
