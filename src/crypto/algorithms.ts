@@ -11,7 +11,7 @@ import * as openpgp from 'openpgp';
 
 import { CryptoError } from '../errors.js';
 
-/** What openpgp.js selects when it encrypts to a set of recipients. */
+/** Cipher suite that openpgp.js selects for a set of recipients. */
 export interface CipherSuite {
   seipdVersion: 1 | 2;
   symmetric: string;

@@ -18,7 +18,7 @@ export interface RunnerOptions {
   timeoutMs?: number;
 }
 
-/** Which bytes a task carries and whether the caller gives up ownership of them. */
+/** Input bytes of a task, and whether the caller gives up ownership of them. */
 export interface TaskPayload {
   bytes: Uint8Array;
   transfer: boolean;

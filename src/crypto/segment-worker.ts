@@ -1,6 +1,6 @@
 /**
  * Worker thread that encrypts or decrypts whole segments. It parses the keys
- * from `workerData` once, then answers TaskRequests from the pool, moving
+ * from `workerData` once, then runs TaskRequests from the pool and moves
  * result buffers back instead of copying them.
  */
 import { parentPort, workerData } from 'node:worker_threads';

@@ -20,6 +20,9 @@ export class TaskTimeoutError extends Error {
   }
 }
 
+/** Restarts of idle workers tolerated before the pool gives up. */
+const MAX_IDLE_DEATHS = 3;
+
 export interface WorkerPoolOptions {
   /** Path of the compiled worker module (see resolveWorkerScript). */
   script: string;
@@ -55,6 +58,10 @@ export class WorkerPool<T, R> {
   private readonly queue: PendingTask<T, R>[] = [];
   private nextId = 1;
   private closing = false;
+  /** Workers that died with no task running since the last task completed. */
+  private idleDeaths = 0;
+  /** Set when workers keep dying on their own, for example on a broken script. */
+  private failure: Error | undefined;
   private drained: (() => void) | undefined;
 
   constructor(options: WorkerPoolOptions) {
@@ -77,6 +84,7 @@ export class WorkerPool<T, R> {
   /** Queues a task and resolves with the worker's result. */
   run(task: T, options: RunOptions): Promise<R> {
     if (this.closing) return Promise.reject(new Error('worker pool is closed; create a new one'));
+    if (this.failure) return Promise.reject(this.failure);
 
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ id: this.nextId++, task, options, resolve, reject });
@@ -108,6 +116,7 @@ export class WorkerPool<T, R> {
       if (slot.worker !== worker) return;
       const task = this.finish(slot, reply.id);
       if (!task) return;
+      this.idleDeaths = 0;
       if (reply.ok) task.resolve(reply.result);
       else task.reject(deserializeError(reply.error));
     });
@@ -141,6 +150,17 @@ export class WorkerPool<T, R> {
     clearTimeout(slot.timer);
     slot.current = undefined;
     slot.timer = undefined;
+
+    // A worker that dies without a task, again and again, cannot load its
+    // script: stop restarting it and fail every waiting task with the cause.
+    if (!task) this.idleDeaths += 1;
+    if (this.idleDeaths > MAX_IDLE_DEATHS) {
+      this.failure = new Error(`worker threads keep exiting without running a task: ${error.message}`, { cause: error });
+      for (const waiting of this.queue.splice(0)) waiting.reject(this.failure);
+      void slot.worker.terminate();
+      this.dispatch();
+      return;
+    }
 
     const old = slot.worker;
     slot.worker = this.startWorker();

@@ -5,7 +5,7 @@ import { CryptoError } from '../../src/errors.js';
 import { checkRecipients } from '../../src/crypto/index.js';
 import { makeAdminKey, type TestKey } from './fixtures.js';
 
-/** A v4 key whose self-signature advertises SEIPD v2, as openpgp.js writes with aeadProtect. */
+/** Generates a v4 key whose self-signature advertises SEIPD v2, as openpgp.js does with aeadProtect. */
 async function makeAeadV4Key(name: string): Promise<openpgp.PublicKey> {
   const { publicKey } = await openpgp.generateKey({
     type: 'ecc',

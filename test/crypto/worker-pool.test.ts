@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -6,7 +7,7 @@ import { SegmentDecryptor, SegmentEncryptor } from '../../src/crypto/index.js';
 import type { SegmentResult, SegmentTask, SegmentWorkerData } from '../../src/crypto/segment-tasks.js';
 import { serializeKeys } from '../../src/crypto/segment-tasks.js';
 import { TaskTimeoutError, WorkerPool } from '../../src/crypto/worker-pool.js';
-import { makeAdminKey, makeHostKey, patternBytes, sameBytes, type TestKey } from './fixtures.js';
+import { makeAdminKey, makeHostKey, makeTempDir, patternBytes, sameBytes, type TestKey } from './fixtures.js';
 
 // Worker threads cannot load TypeScript, so the pool runs the built worker.
 const workerScript = fileURLToPath(new URL('../../dist/crypto/segment-worker.js', import.meta.url));
@@ -59,6 +60,22 @@ describe('WorkerPool', () => {
     await closing.close();
     const error = await closing.run({ kind: 'encrypt', plaintext: new Uint8Array(1) }, { timeoutMs: 1000 }).catch((caught: unknown) => caught);
     expect((error as Error).message).toContain('closed');
+  });
+
+  it('rejects tasks for broken script', async () => {
+    const dir = makeTempDir('hvb-pool-');
+    const script = join(dir.path, 'broken-worker.mjs');
+    writeFileSync(script, "throw new Error('broken worker script');\n");
+    const broken = new WorkerPool<SegmentTask, SegmentResult>({ script, size: 1, workerData: null });
+
+    const first = await broken.run({ kind: 'encrypt', plaintext: new Uint8Array(1) }, { timeoutMs: 10_000 }).catch((caught: unknown) => caught);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const later = await broken.run({ kind: 'encrypt', plaintext: new Uint8Array(1) }, { timeoutMs: 10_000 }).catch((caught: unknown) => caught);
+    await broken.close();
+    dir.remove();
+
+    expect((first as Error).message).toContain('broken worker script');
+    expect((later as Error).message).toContain('keep exiting');
   });
 
   it('rejects size zero', () => {
