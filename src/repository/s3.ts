@@ -1,0 +1,294 @@
+/**
+ * An ObjectStore in an S3 bucket, tested against Ceph RGW 16.2 with
+ * @aws-sdk/client-s3 3.1178.
+ *
+ * Every put carries Content-MD5, so the server rejects bytes changed in
+ * transit (HTTP 400 BadDigest), and puts with `ifNoneMatch` send
+ * `If-None-Match: *`, so the server rejects an existing key (HTTP 412).
+ * The SDK's own checksums are limited to requests that require them because
+ * RGW 16.2 rejects streaming uploads with the SDK's default checksum trailer
+ * (HTTP 411). docs/repository.md describes the settings in more detail.
+ */
+import { createHash } from 'node:crypto';
+
+import {
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type PutObjectCommandInput,
+} from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+
+import { AlreadyExistsError, NotFoundError, RepositoryError } from '../errors.js';
+import { validateKey, validatePrefix } from './keys.js';
+import { deleteKeys } from './s3-delete.js';
+import { attemptCount, bucketNotFound, errorName, httpStatus, s3Failure, type S3Context } from './s3-errors.js';
+import type { DeleteResult, GetOptions, ObjectInfo, ObjectStore, PutOptions, Retention } from './store.js';
+
+export interface S3StoreOptions {
+  bucket: string;
+  /** Key prefix inside the bucket, such as 'hosts/a'. A missing trailing '/' is added. Default ''. */
+  prefix?: string;
+  /** Endpoint URL such as 'http://127.0.0.1:7480'. Default: AWS S3 for `region`. */
+  endpoint?: string;
+  /** RGW accepts 'us-east-1' or 'default' unless its zonegroup is named otherwise. */
+  region: string;
+  /** Use http://host/bucket/key addressing instead of http://bucket.host/key. RGW needs true. */
+  forcePathStyle: boolean;
+  /** Static credentials. Without them the SDK's default chain is used (environment, profile, instance role). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Attempts per request with the SDK's standard retry mode (exponential backoff). Default 5. */
+  maxAttempts?: number;
+  /**
+   * Milliseconds a request may wait on a socket that carries no data before
+   * it fails and is retried. This bounds a stalled server without capping
+   * the duration of a large transfer that keeps moving. Default 30000.
+   */
+  requestTimeoutMs?: number;
+  /** Milliseconds to wait for the TCP connection. Default 5000. */
+  connectionTimeoutMs?: number;
+  /** Retention applied to puts that set none themselves, from the repository's objectLock setting. */
+  defaultRetention?: { mode: Retention['mode']; days: number };
+  /** Keys per ListObjectsV2 page, at most 1000. Only tests that exercise pagination need to lower it. */
+  listPageSize?: number;
+}
+
+const defaultMaxAttempts = 5;
+const defaultRequestTimeoutMs = 30_000;
+const defaultConnectionTimeoutMs = 5_000;
+const maxListPageSize = 1000;
+const dayMs = 24 * 60 * 60 * 1000;
+
+export class S3Store implements ObjectStore {
+  readonly description: string;
+  readonly bucket: string;
+  /** '' or a prefix ending in '/'. */
+  readonly prefix: string;
+
+  private readonly client: S3Client;
+  private readonly endpointText: string;
+  private readonly defaultRetention: S3StoreOptions['defaultRetention'];
+  private readonly listPageSize: number;
+  private bucketChecked: Promise<void> | undefined;
+
+  constructor(options: S3StoreOptions) {
+    this.bucket = options.bucket;
+    this.prefix = normalizePrefix(options.prefix ?? '');
+    this.endpointText = options.endpoint ? redactUserInfo(options.endpoint) : `AWS S3 region ${options.region}`;
+    this.description = `s3://${this.bucket}/${this.prefix} at ${this.endpointText}`;
+    this.defaultRetention = options.defaultRetention;
+    this.listPageSize = Math.min(options.listPageSize ?? maxListPageSize, maxListPageSize);
+
+    // Lenient on purpose: RGW and old AWS buckets may contain capitals or underscores.
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/.test(this.bucket)) {
+      throw new RepositoryError(`invalid S3 bucket name ${JSON.stringify(this.bucket)}`, {
+        hint: 'a bucket name has at least 3 characters: letters, digits, dots, hyphens and underscores',
+      });
+    }
+
+    const days = options.defaultRetention?.days;
+    if (days !== undefined && !(Number.isInteger(days) && days > 0)) {
+      throw new RepositoryError(`invalid Object Lock retention of ${days} days for ${this.description}`, {
+        hint: 'set objectLock.days to a whole number of days, 1 or more',
+      });
+    }
+
+    this.client = new S3Client({
+      endpoint: options.endpoint,
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      credentials: options.credentials,
+      maxAttempts: options.maxAttempts ?? defaultMaxAttempts,
+      retryMode: 'standard',
+      // RGW 16.2 answers the SDK's default aws-chunked CRC32 uploads with HTTP 411.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: new NodeHttpHandler({
+        connectionTimeout: options.connectionTimeoutMs ?? defaultConnectionTimeoutMs,
+        socketTimeout: options.requestTimeoutMs ?? defaultRequestTimeoutMs,
+      }),
+    });
+  }
+
+  async put(key: string, body: Buffer | Uint8Array, options: PutOptions = {}): Promise<void> {
+    validateKey(key);
+    const fullKey = this.prefix + key;
+    const md5 = createHash('md5').update(body).digest();
+    const retention = options.retention ?? this.retentionFromDefault();
+
+    const input: PutObjectCommandInput = {
+      Bucket: this.bucket,
+      Key: fullKey,
+      Body: body,
+      ContentLength: body.byteLength,
+      ContentMD5: md5.toString('base64'),
+      ContentType: options.contentType ?? 'application/octet-stream',
+    };
+    if (options.ifNoneMatch) input.IfNoneMatch = '*';
+    if (retention) {
+      input.ObjectLockMode = retention.mode;
+      input.ObjectLockRetainUntilDate = retention.until;
+    }
+
+    const action = retention ? 'writing with retention' : 'writing';
+    try {
+      await this.client.send(new PutObjectCommand(input), { abortSignal: options.signal });
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      if (httpStatus(error) === 412 && options.ifNoneMatch) {
+        if (await this.isOwnRetriedWrite(error, fullKey, md5)) return;
+        throw new AlreadyExistsError(key, { cause: error });
+      }
+      throw s3Failure(error, this.context(action, fullKey));
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Buffer> {
+    validateKey(key);
+    const fullKey = this.prefix + key;
+
+    let bytes: Uint8Array;
+    let expectedLength: number | undefined;
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: fullKey }), { abortSignal: options.signal });
+      expectedLength = response.ContentLength;
+      if (!response.Body) throw new Error('response has no body');
+      bytes = await response.Body.transformToByteArray();
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      if (errorName(error) === 'NoSuchKey') throw new NotFoundError(key, { cause: error });
+      throw s3Failure(error, this.context('reading', fullKey));
+    }
+
+    if (expectedLength !== undefined && bytes.byteLength !== expectedLength) {
+      throw new RepositoryError(`reading s3://${this.bucket}/${fullKey} at ${this.endpointText} returned ${bytes.byteLength} bytes, but Content-Length was ${expectedLength}`, {
+        hint: 'the connection was cut or a proxy truncated the response; retry',
+      });
+    }
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    validateKey(key);
+    const fullKey = this.prefix + key;
+
+    try {
+      const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
+      return { key, size: response.ContentLength ?? 0, lastModified: response.LastModified ?? new Date(0) };
+    } catch (error) {
+      if (httpStatus(error) !== 404) throw s3Failure(error, this.context('reading metadata of', fullKey));
+    }
+
+    // HEAD responses have no body, so a missing bucket also looks like a plain 404.
+    await this.checkBucket();
+    return undefined;
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    validatePrefix(prefix);
+    const fullPrefix = this.prefix + prefix;
+    let continuationToken: string | undefined;
+
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: fullPrefix, ContinuationToken: continuationToken, MaxKeys: this.listPageSize }),
+        );
+      } catch (error) {
+        throw s3Failure(error, this.context('listing', fullPrefix));
+      }
+
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined) continue;
+        yield { key: object.Key.slice(this.prefix.length), size: object.Size ?? 0, lastModified: object.LastModified ?? new Date(0) };
+      }
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken);
+  }
+
+  async delete(keys: string[]): Promise<DeleteResult> {
+    for (const key of keys) validateKey(key);
+    return deleteKeys({
+      client: this.client,
+      bucket: this.bucket,
+      prefix: this.prefix,
+      keys,
+      context: (action, fullKey) => this.context(action, fullKey),
+    });
+  }
+
+  /** Closes the HTTP connections. The store cannot be used afterwards. */
+  destroy(): void {
+    this.client.destroy();
+  }
+
+  private retentionFromDefault(): Retention | undefined {
+    if (!this.defaultRetention) return undefined;
+    return { mode: this.defaultRetention.mode, until: new Date(Date.now() + this.defaultRetention.days * dayMs) };
+  }
+
+  /**
+   * Reports whether a 412 came from this put's own earlier attempt: the SDK
+   * retries a put whose response was lost, and the retry then finds the
+   * object that the first attempt wrote. The single-part ETag is the MD5.
+   */
+  private async isOwnRetriedWrite(error: unknown, fullKey: string, md5: Buffer): Promise<boolean> {
+    if (attemptCount(error) < 2) return false;
+    try {
+      const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
+      return response.ETag?.replaceAll('"', '') === md5.toString('hex');
+    } catch {
+      return false;
+    }
+  }
+
+  /** Throws RepositoryError when the bucket does not exist. Checked once per store. */
+  private async checkBucket(): Promise<void> {
+    this.bucketChecked ??= this.client.send(new HeadBucketCommand({ Bucket: this.bucket })).then(
+      () => undefined,
+      (error: unknown) => {
+        this.bucketChecked = undefined;
+        const context = this.context('checking for objects', undefined);
+        throw httpStatus(error) === 404 ? bucketNotFound(error, context) : s3Failure(error, context);
+      },
+    );
+    return this.bucketChecked;
+  }
+
+  private context(action: string, key: string | undefined): S3Context {
+    return { action, bucket: this.bucket, key, endpoint: this.endpointText };
+  }
+}
+
+function normalizePrefix(prefix: string): string {
+  if (prefix === '') return '';
+
+  const trimmed = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  try {
+    validateKey(trimmed);
+  } catch (error) {
+    throw new RepositoryError(`invalid S3 key prefix ${JSON.stringify(prefix)}: ${(error as Error).message}`, {
+      cause: error,
+      hint: "use a relative '/'-separated prefix such as 'hosts/a'",
+    });
+  }
+  return `${trimmed}/`;
+}
+
+/** Removes user:password@ from an endpoint URL so it can appear in messages. */
+function redactUserInfo(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    url.username = '';
+    url.password = '';
+    return url.toString().replace(/\/$/, '');
+  } catch {
+    throw new RepositoryError(`invalid S3 endpoint URL ${JSON.stringify(endpoint.replace(/\/\/[^@/]*@/, '//'))}`, {
+      hint: "use a URL such as 'http://127.0.0.1:7480' or 'https://s3.example.com'",
+    });
+  }
+}
