@@ -29,8 +29,7 @@ const MINIMUM_TIMEOUT_MS = 30_000;
  * Returns the watchdog bound for one task: 120 s per 16 MiB, at least 30 s.
  * One 16 MiB segment took about 0.1 s on one core with openpgp.js 6.3.2
  * (bench/crypto.mjs, 2-vCPU EPYC), so the bound is about 1000 times that and
- * only a
- * hung task reaches it.
+ * only a hung task reaches it.
  */
 export function watchdogTimeoutMs(byteLength: number): number {
   return Math.max(MINIMUM_TIMEOUT_MS, Math.ceil((byteLength / SEGMENT_SIZE_FOR_BOUND) * TIMEOUT_PER_SEGMENT_MS));
