@@ -4,7 +4,10 @@
  */
 import { RepositoryError } from '../errors.js';
 
-/** S3 limits a key to 1024 bytes of UTF-8; stores with a prefix have less room. */
+/**
+ * S3 limits a key to 1024 bytes of UTF-8. NOTE: only the key is checked, so an
+ * S3 store prefix makes the real limit smaller by the prefix's length.
+ */
 export const maxKeyBytes = 1024;
 
 /**

@@ -23,7 +23,7 @@ import type { DeleteResult, GetOptions, ObjectInfo, ObjectStore, PutOptions } fr
 const fileMode = 0o640;
 const directoryMode = 0o750;
 
-/** Names of in-progress writes start with this; list() skips them and keys may not use it. */
+/** Names of in-progress writes start with this, so list() skips them and keys may not use it. */
 const temporaryPrefix = '.hvbackup-tmp-';
 
 export class LocalStore implements ObjectStore {
@@ -106,7 +106,7 @@ export class LocalStore implements ObjectStore {
     validatePrefix(prefix);
     await this.requireRoot();
 
-    // Only the directory named by the prefix's complete segments can hold matches.
+    // Only the directory named by the prefix's complete segments can contain matches.
     const slash = prefix.lastIndexOf('/');
     const start = slash < 0 ? '' : prefix.slice(0, slash);
     const keys = (await this.walk(start)).filter((key) => key.startsWith(prefix));

@@ -7,7 +7,7 @@ import type { ObjectStore, Retention } from './store.js';
 
 export interface LocalRepositoryConfig {
   type: 'local';
-  /** Existing directory that holds the objects. */
+  /** Existing directory that contains the objects. */
   path: string;
 }
 

@@ -1,6 +1,6 @@
 /**
  * Maps AWS SDK and network errors to RepositoryError messages that name the
- * bucket, key, endpoint and HTTP status, and say what to fix.
+ * bucket, key, endpoint and HTTP status, and give the fix.
  *
  * Ceph RGW 16.2 sends error bodies that the SDK reads as message
  * 'UnknownError', but the HTTP status and the error name (NoSuchBucket,
@@ -10,7 +10,7 @@
  */
 import { RepositoryError } from '../errors.js';
 
-/** What the store was doing when the error happened. */
+/** The failed request: its action as a verb phrase such as 'reading', and its target. */
 export interface S3Context {
   action: string;
   bucket: string;
@@ -20,7 +20,7 @@ export interface S3Context {
   endpoint: string;
 }
 
-/** Node network error codes that mean the endpoint could not be reached or stopped answering. */
+/** Node network error codes that mean the endpoint could not be reached or stopped responding. */
 const networkCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE']);
 
 export function httpStatus(error: unknown): number | undefined {

@@ -103,7 +103,7 @@ export class S3Store implements ObjectStore {
       credentials: options.credentials,
       maxAttempts: options.maxAttempts ?? defaultMaxAttempts,
       retryMode: 'standard',
-      // RGW 16.2 answers the SDK's default aws-chunked CRC32 uploads with HTTP 411.
+      // RGW 16.2 rejects the SDK's default aws-chunked CRC32 uploads with HTTP 411.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: new NodeHttpHandler({

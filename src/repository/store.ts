@@ -1,6 +1,6 @@
 /**
  * The object-store contract that every repository backend implements. The
- * backup and restore code sees only this interface, and one test suite
+ * backup and restore code uses only this interface, and one test suite
  * (test/repository/store-contract.ts) runs against every implementation.
  *
  * Keys are relative, '/'-separated paths such as `vms/web/2024/manifest`.
@@ -42,7 +42,7 @@ export interface DeleteResult {
 }
 
 export interface ObjectStore {
-  /** Where the objects live, for messages. Never contains credentials. */
+  /** Location of the objects for messages, such as 's3://bucket/prefix/ at http://host:port'. Never contains credentials. */
   readonly description: string;
 
   /**

@@ -109,7 +109,7 @@ describe('LocalStore', () => {
 
     try {
       const result = await store.delete(['ro/file']);
-      // root ignores directory permissions, so only an unprivileged run sees the failure.
+      // root ignores directory permissions, so only an unprivileged run gets the failure.
       if (process.getuid?.() === 0) {
         expect(result.deleted).toEqual(['ro/file']);
       } else {
