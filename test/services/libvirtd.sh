@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Start or stop the libvirt daemons (virtlogd, libvirtd) that the tests use.
+#
+#   test/services/libvirtd.sh start   starts them unless qemu:///system already
+#                                     responds, waits until it does, then prints
+#                                     HVBACKUP_TEST_LIBVIRT=1 on stdout
+#   test/services/libvirtd.sh stop    stops only the daemons this script started,
+#                                     by the PIDs it recorded, once no other
+#                                     caller still uses them
+#
+# Only the KEY=VALUE line goes to stdout; every message goes to stderr.
+# The machine has no systemd, so the daemons run with --daemon and write their
+# PID files under the state directory.
+#
+# Several test runs share one machine and one libvirtd. Each `start` records
+# the PID of its caller (the test runner) under users/, and `stop` removes it.
+# The daemons are stopped only when no recorded caller is still alive, so one
+# run finishing never pulls libvirtd away from another run.
+set -euo pipefail
+
+STATE_DIR="${HVBACKUP_TEST_LIBVIRT_STATE:-/run/hvbackup-test-libvirt}"
+URI="qemu:///system"
+START_TIMEOUT_SECONDS=60
+STOP_TIMEOUT_SECONDS=30
+
+log() { echo "libvirtd.sh: $*" >&2; }
+
+responds() {
+  virsh -c "$URI" version >/dev/null 2>&1
+}
+
+# Return success when the process exists and has not exited. PID 1 on this
+# kind of machine may not reap orphans, so an exited daemon can linger as a
+# zombie (state Z), which `kill -0` still accepts.
+process_alive() {
+  local pid="$1"
+  local state
+  # The state follows the parenthesised command name, which may contain spaces.
+  state="$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$pid/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != "Z" ]]
+}
+
+# Return success when the PID file names a live process.
+pid_alive() {
+  local pid_file="$1"
+  [[ -s "$pid_file" ]] && process_alive "$(cat "$pid_file")"
+}
+
+show_log_tail() {
+  local file
+  for file in "$STATE_DIR/virtlogd.log" "$STATE_DIR/libvirtd.log"; do
+    if [[ -s "$file" ]]; then
+      echo "--- last lines of $file ---" >&2
+      tail -n 20 "$file" >&2
+    fi
+  done
+}
+
+# Start one daemon in the background and record its PID file.
+start_daemon() {
+  local name="$1"
+  local pid_file="$STATE_DIR/$name.pid"
+  local log_file="$STATE_DIR/$name.log"
+
+  if pid_alive "$pid_file"; then
+    log "$name is already running with PID $(cat "$pid_file")"
+    return
+  fi
+
+  log "starting $name (log: $log_file)"
+  # libvirt reads its log destination from LIBVIRT_LOG_OUTPUTS; level 3 is warnings.
+  # 9>&- keeps the daemon from inheriting the lock descriptor, which would hold
+  # the lock for the daemon's whole life and block every later start or stop.
+  LIBVIRT_LOG_OUTPUTS="3:file:$log_file" "$name" --daemon --pid-file "$pid_file" 9>&-
+  touch "$STATE_DIR/$name.started-here"
+}
+
+# Stop one daemon that this script started, by its recorded PID.
+stop_daemon() {
+  local name="$1"
+  local pid_file="$STATE_DIR/$name.pid"
+
+  if [[ ! -e "$STATE_DIR/$name.started-here" ]]; then
+    return
+  fi
+  rm -f "$STATE_DIR/$name.started-here"
+
+  if ! pid_alive "$pid_file"; then
+    log "$name is not running any more; nothing to stop"
+    return
+  fi
+
+  local pid
+  pid="$(cat "$pid_file")"
+  log "stopping $name (PID $pid)"
+  kill -TERM "$pid"
+
+  local waited=0
+  while process_alive "$pid"; do
+    if (( waited >= STOP_TIMEOUT_SECONDS * 10 )); then
+      log "$name (PID $pid) did not exit within ${STOP_TIMEOUT_SECONDS}s after SIGTERM; stop it by hand: kill $pid"
+      return 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
+# Remove caller records whose process has exited, then count the rest.
+count_live_users() {
+  local file
+  local count=0
+  for file in "$STATE_DIR"/users/*; do
+    [[ -e "$file" ]] || continue
+    if process_alive "$(basename "$file")"; then
+      count=$((count + 1))
+    else
+      rm -f "$file"
+    fi
+  done
+  echo "$count"
+}
+
+start() {
+  if ! responds; then
+    mkdir -p /run/libvirt
+    start_daemon virtlogd
+    start_daemon libvirtd
+
+    local waited=0
+    until responds; do
+      if (( waited >= START_TIMEOUT_SECONDS * 10 )); then
+        log "libvirtd did not respond on $URI within ${START_TIMEOUT_SECONDS}s"
+        show_log_tail
+        log "check the log above, then try: virsh -c $URI version"
+        exit 1
+      fi
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    log "libvirtd responds on $URI"
+  else
+    log "libvirtd already responds on $URI; using it as it is"
+  fi
+
+  # Record the caller only when this script owns the daemons, so that `stop`
+  # knows whether another run still needs them.
+  if [[ -e "$STATE_DIR/libvirtd.started-here" ]]; then
+    touch "$STATE_DIR/users/$PPID"
+  fi
+  echo "HVBACKUP_TEST_LIBVIRT=1"
+}
+
+stop() {
+  rm -f "$STATE_DIR/users/$PPID"
+
+  local users
+  users="$(count_live_users)"
+  if (( users > 0 )); then
+    log "$users other test run(s) still use libvirtd; leaving it running"
+    return
+  fi
+
+  stop_daemon libvirtd
+  stop_daemon virtlogd
+}
+
+main() {
+  local action="${1:-}"
+  mkdir -p "$STATE_DIR/users"
+
+  # One start or stop at a time, because parallel test runs call this script.
+  exec 9>"$STATE_DIR/lock"
+  flock 9
+
+  case "$action" in
+    start) start ;;
+    stop) stop ;;
+    *)
+      log "unknown action '${action}'; use: $0 start|stop"
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
