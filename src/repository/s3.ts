@@ -6,8 +6,8 @@
  * transit (HTTP 400 BadDigest), and puts with `ifNoneMatch` send
  * `If-None-Match: *`, so the server rejects an existing key (HTTP 412).
  * The SDK's own checksums are limited to requests that require them because
- * RGW 16.2 rejects streaming uploads with the SDK's default checksum trailer
- * (HTTP 411). docs/repository.md describes the settings in more detail.
+ * RGW 16.2 rejects stream uploads that carry the SDK's default CRC32 checksum
+ * (HTTP 411 MissingContentLength). docs/repository.md describes the settings in more detail.
  */
 import { createHash } from 'node:crypto';
 
@@ -103,7 +103,7 @@ export class S3Store implements ObjectStore {
       credentials: options.credentials,
       maxAttempts: options.maxAttempts ?? defaultMaxAttempts,
       retryMode: 'standard',
-      // RGW 16.2 rejects the SDK's default aws-chunked CRC32 uploads with HTTP 411.
+      // With the SDK's default CRC32 checksums, RGW 16.2 rejects stream uploads with HTTP 411.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: new NodeHttpHandler({
