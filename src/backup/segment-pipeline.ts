@@ -44,14 +44,16 @@ export async function uploadSegments(
 
   const processSegment = async (index: number, plaintext: Buffer) => {
     const name = segmentName(index);
-    const ciphertext = await options.encryptor.encrypt(plaintext);
+    const plainSize = plaintext.length;
+    // Transfer moves the buffer to the worker instead of copying it; plaintext is unusable afterwards.
+    const ciphertext = await options.encryptor.encrypt(plaintext, { transfer: true });
     options.signal.throwIfAborted();
 
     const record: ManifestSegment = {
       name,
       size: ciphertext.byteLength,
       sha256: createHash('sha256').update(ciphertext).digest('hex'),
-      plainSize: plaintext.length,
+      plainSize,
     };
     await options.store.put(segmentKey(options.ref, name), ciphertext, {
       ifNoneMatch: true,

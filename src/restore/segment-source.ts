@@ -85,7 +85,7 @@ async function decryptSegment(options: SegmentSourceOptions, segment: ManifestSe
   options.signal.throwIfAborted();
   const key = segmentKey(options.ref, segment.name);
   const ciphertext = await fetchVerifiedSegment(options.store, options.ref, segment, options.signal);
-  const { plaintext, signerFingerprint } = await options.decryptor.decrypt(ciphertext, key);
+  const { plaintext, signerFingerprint } = await options.decryptor.decrypt(ciphertext, key, { transfer: true });
 
   if (!options.trustedSigners.includes(signerFingerprint)) {
     throw new VerificationError('segment-signature', key, `signed by ${signerFingerprint}, which is not a pinned host key`);

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything hvbackup and its tests need on Debian 12, as root:
+# libvirt and QEMU, qemu-utils (qemu-img, qemu-nbd), nbdkit, libnbd tools,
+# OVMF for the UEFI fixture, Ceph (mon, osd, radosgw) for the S3 tests, gpg
+# and sqop as OpenPGP peers, nix-bin and systemd for the packaging tests,
+# then the npm packages from package-lock.json and the TypeScript build.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+packages=(
+  libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu
+  qemu-system-x86 qemu-utils libnbd-bin nbdkit ovmf
+  ceph-mon ceph-osd radosgw
+  gnupg sqop nix-bin systemd
+  tar e2fsprogs procps ca-certificates
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=19)?0:1)'; then
+  echo "install-deps: Node.js 20.19 or newer is required (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+npm ci --no-audit --no-fund --loglevel=error >&2
+npm run build --silent >&2

@@ -1,0 +1,39 @@
+/** Writes an hvbackup configuration file for a test. */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { TestKeys } from './setup-keys.js';
+
+export type TestRepository =
+  | { type: 'local'; path: string }
+  | { type: 's3'; bucket: string; prefix?: string; endpoint: string; region: string; forcePathStyle: true };
+
+export async function writeTestConfig(
+  dir: string,
+  options: { keys: TestKeys; repository: TestRepository; extra?: Record<string, unknown> },
+): Promise<string> {
+  const path = join(dir, 'config.json');
+  const config = {
+    repository: options.repository,
+    scratchDir: join(dir, 'scratch'),
+    stagingDir: join(dir, 'staging'),
+    stateDir: join(dir, 'state'),
+    signingKey: options.keys.hostSecret,
+    recipients: [options.keys.adminPublic],
+    trustedSigners: [options.keys.hostFingerprint],
+    adminKey: options.keys.adminSecret,
+    ...options.extra,
+  };
+  await writeFile(path, JSON.stringify(config, null, 2));
+  return path;
+}
+
+/** Environment for the AWS SDK's default credential chain, pointing at the test RGW user. */
+export function s3Environment(): NodeJS.ProcessEnv {
+  return {
+    AWS_ACCESS_KEY_ID: process.env.HVBACKUP_TEST_S3_ACCESS_KEY,
+    AWS_SECRET_ACCESS_KEY: process.env.HVBACKUP_TEST_S3_SECRET_KEY,
+    AWS_REGION: process.env.HVBACKUP_TEST_S3_REGION ?? 'us-east-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
+}
