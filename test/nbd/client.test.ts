@@ -1,3 +1,4 @@
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { NbdError } from '../../src/errors.js';
@@ -278,8 +279,11 @@ describe.skipIf(!available('qemu-img', 'qemu-nbd', 'nbdkit'))('NbdClient on 1 Gi
 
     // The same layout as a raw file behind nbdkit, whose blocksize filter caps each BLOCK_STATUS reply at 64 MiB.
     const raw = join(dir, 'sparse.raw');
-    run('qemu-img', ['create', '-q', '-f', 'raw', raw, '1G']);
-    run('qemu-io', ['-f', 'raw', ...ranges.flatMap(([offset], index) => ['-c', `write -P ${index + 1} ${offset} 64k`]), raw]);
+    // Written with plain file calls, because qemu-img create allocates the first block of a raw file.
+    const file = openSync(raw, 'w');
+    ftruncateSync(file, 1024 * MiB);
+    ranges.forEach(([offset, length], index) => writeSync(file, Buffer.alloc(length, index + 1), 0, length, offset));
+    closeSync(file);
     nbdkitServer = await startNbdkit(dir, ['file', raw, 'maxlen=64M'], ['-r', '--filter=blocksize']);
   });
 
