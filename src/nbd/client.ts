@@ -6,7 +6,7 @@
  * server accepts, and send the pieces of one call all at once, so that the
  * server can work on them in parallel. Several calls may run at once on one
  * client. Limits: no TLS, no extended headers (64-bit lengths), and no
- * per-request timeout, so a server that stops answering blocks a call until
+ * per-request timeout, so a server that stops replying blocks a call until
  * the caller aborts the signal.
  */
 import { connect as connectSocket, type Socket } from 'node:net';

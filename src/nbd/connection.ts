@@ -3,7 +3,8 @@
  * cookies, lets any number of them be in flight, and settles each when the
  * reply parser completes it. Any transport failure, protocol violation or
  * abort rejects every pending request with one NbdError and closes the
- * socket; no error escapes as an unhandled 'error' event or rejection.
+ * socket. Socket errors are always caught, so none escapes as an unhandled
+ * 'error' event.
  */
 import type { Socket } from 'node:net';
 import { NbdError } from '../errors.js';

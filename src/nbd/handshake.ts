@@ -43,7 +43,7 @@ export interface NbdBlockSize {
   maximum: number;
 }
 
-/** What the handshake agreed on with the server. */
+/** Export parameters agreed on in the handshake. */
 export interface NegotiatedExport {
   size: number;
   transmissionFlags: number;
@@ -56,7 +56,7 @@ export interface NegotiatedExport {
 export interface HandshakeOptions {
   exportName: string;
   metaContexts: string[];
-  /** Where the server is, for messages: a socket path or host:port. */
+  /** Server address for messages, such as unix:/path or host:port. */
   server: string;
 }
 
@@ -281,9 +281,9 @@ class Handshake {
     }
   }
 
-  private checkString(what: string, value: string): void {
+  private checkString(field: string, value: string): void {
     if (Buffer.byteLength(value, 'utf8') > MAX_STRING_BYTES) {
-      throw this.error(`${what} is longer than the ${MAX_STRING_BYTES} bytes the protocol allows`, `shorten the ${what}`);
+      throw this.error(`${field} is longer than the ${MAX_STRING_BYTES} bytes the protocol allows`, `shorten the ${field}`);
     }
   }
 

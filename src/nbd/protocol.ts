@@ -27,7 +27,6 @@ export const NBD_FLAG_NO_ZEROES = 1 << 1;
 export const NBD_FLAG_C_FIXED_NEWSTYLE = 1 << 0;
 export const NBD_FLAG_C_NO_ZEROES = 1 << 1;
 
-export const NBD_OPT_ABORT = 2;
 export const NBD_OPT_GO = 7;
 export const NBD_OPT_STRUCTURED_REPLY = 8;
 export const NBD_OPT_SET_META_CONTEXT = 10;
@@ -138,7 +137,7 @@ export const NBD_MAX_EFFECT_BYTES = 2 ** 30;
 
 /**
  * Largest BLOCK_STATUS chunk payload accepted: a context id plus 2^20
- * descriptors, the limit the protocol asks servers to keep to.
+ * descriptors. Servers should not send more, per the protocol.
  */
 export const NBD_MAX_BLOCK_STATUS_CHUNK_BYTES = 4 + 8 * 2 ** 20;
 

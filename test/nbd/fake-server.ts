@@ -1,8 +1,9 @@
 /**
  * A minimal scripted NBD server for failure cases that real servers do not
- * produce on demand: it completes a fixed newstyle handshake (structured
- * replies on, no metadata contexts) and hands every transmission request
- * to a test callback, which may answer, stay silent or drop the socket.
+ * produce on demand. It completes a fixed newstyle handshake with
+ * structured replies and no metadata contexts. Then it hands every
+ * transmission request to a test callback, which may reply, stay silent or
+ * drop the socket.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -91,7 +92,7 @@ function serveConnection(socket: Socket, options: FakeServerOptions): void {
   });
 }
 
-/** Answers one option; returns true when the server enters transmission. */
+/** Sends the reply to one option. Returns true when the server enters transmission. */
 function answerOption(socket: Socket, option: number, exportSize: number): boolean {
   if (option === 8) {
     socket.write(optionReply(option, 1, Buffer.alloc(0))); // NBD_OPT_STRUCTURED_REPLY -> NBD_REP_ACK
