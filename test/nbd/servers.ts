@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 
 export interface RunningServer {
@@ -60,7 +61,11 @@ export function startNbdkit(dir: string, args: string[], options: string[] = [])
   return startServer('nbdkit', ['--unix', socketPath, '--foreground', '--exit-with-parent', ...options, ...args], socketPath);
 }
 
-/** Spawns a server and waits until its socket file exists, for at most 10 s. */
+/**
+ * Spawns a server and waits, for at most 10 s, until its socket accepts a
+ * connection. The socket file appears at bind(), before listen(), so its
+ * existence alone does not mean that connections succeed.
+ */
 async function startServer(command: string, args: string[], socketPath: string): Promise<RunningServer> {
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -71,7 +76,7 @@ async function startServer(command: string, args: string[], socketPath: string):
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 10_000;
 
-  while (!existsSync(socketPath)) {
+  while (!existsSync(socketPath) || !(await accepts(socketPath))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       if (child.exitCode === null) child.kill();
       throw new Error(`${command} ${args.join(' ')} did not create ${socketPath}: ${stderr.trim() || 'no output'}`);
@@ -83,8 +88,26 @@ async function startServer(command: string, args: string[], socketPath: string):
     socketPath,
     process: child,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGTERM');
+      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+      const pid = child.pid;
+      process.kill(pid, 'SIGTERM');
+
+      // qemu-nbd may take a few seconds to exit on SIGTERM; SIGKILL after 5 s keeps a stuck server from outliving the tests.
+      const timer = setTimeout(() => process.kill(pid, 'SIGKILL'), 5000);
       await exited;
+      clearTimeout(timer);
     },
   };
+}
+
+/** Returns true when a connection to the unix socket succeeds; the probe connection is closed at once. */
+function accepts(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect({ path: socketPath });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
 }
