@@ -75,7 +75,8 @@ cat >"$work/config.json" <<JSON
   "signingKey": "$work/keys/host-key.asc",
   "recipients": ["$work/keys/admin-demo.pub.asc"],
   "trustedSigners": ["$host_fpr"],
-  "adminKey": "$work/keys/admin-demo.asc"
+  "adminKey": "$work/keys/admin-demo.asc",
+  "auditFile": "$work/audit.jsonl"
 }
 JSON
 
@@ -91,14 +92,14 @@ virsh undefine "$domain" >/dev/null
 rm -f "$disk"
 
 step "restoring $domain"
-hv restore "$domain"
+hv restore --yes "$domain"
 qemu-img compare -q "$work/reference.qcow2" "$disk"
 echo "disk identical: qemu-img compare found no difference" >&2
 virsh start "$domain" >/dev/null
 echo "restored domain starts: $(virsh domstate "$domain")" >&2
 
 step "restoring a clone as $domain-clone"
-hv restore "$domain" --as "$domain-clone"
+hv restore --yes "$domain" --as "$domain-clone"
 qemu-img compare -q "$work/reference.qcow2" "$work/images/$domain-clone-vda.qcow2"
 echo "clone disk identical; clone UUID $(virsh domuuid "$domain-clone"), original $(virsh domuuid "$domain")" >&2
 

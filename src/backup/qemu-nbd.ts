@@ -5,7 +5,7 @@
  * restore writes staging images through it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { NbdError } from '../errors.js';
@@ -79,12 +79,9 @@ export class QemuNbdServer {
           { hint: 'check that the image exists, has the expected format and is not in use by a running domain' },
         );
       }
-      try {
-        await access(this.options.socketPath);
-        return;
-      } catch {
-        await sleep(20);
-      }
+      // The socket file can exist a moment before qemu-nbd listens on it, so probe with a connection.
+      if (await acceptsConnections(this.options.socketPath)) return;
+      await sleep(20);
     }
     await this.stop();
     throw new NbdError(`qemu-nbd for ${this.options.imagePath} did not open ${this.options.socketPath} within ${timeoutMs} ms`);
@@ -99,4 +96,15 @@ export class QemuNbdServer {
     await exited;
     clearTimeout(timer);
   }
+}
+
+function acceptsConnections(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }

@@ -90,6 +90,7 @@ export function validateConfig(raw: unknown, path: string): Config {
     stateDir: absolute(parsed.stateDir),
     signingKey: parsed.signingKey === undefined ? undefined : absolute(parsed.signingKey),
     adminKey: parsed.adminKey === undefined ? undefined : absolute(parsed.adminKey),
+    auditFile: parsed.auditFile === null ? null : absolute(parsed.auditFile),
     recipients: parsed.recipients.map(absolute),
   };
 }

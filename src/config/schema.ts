@@ -54,6 +54,22 @@ const concurrency = z
   })
   .strict();
 
+/** Keep count for prune, as in restic's forget: -1 keeps one backup of every period. */
+const keepCount = z.number().int().min(-1);
+
+const retention = z
+  .object({
+    keepLast: keepCount.optional(),
+    keepHourly: keepCount.optional(),
+    keepDaily: keepCount.optional(),
+    keepWeekly: keepCount.optional(),
+    keepMonthly: keepCount.optional(),
+    keepYearly: keepCount.optional(),
+    /** Hours after its newest object before prune removes an unfinished backup (no manifest). */
+    unfinishedGraceHours: z.number().positive().default(24),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** Name of this host in the repository layout; defaults to os.hostname(). */
@@ -78,6 +94,25 @@ export const configSchema = z
     segmentSize: z.union([z.number().int().positive(), z.string()]).default('16MiB'),
     encryption: z.object({ aead: z.boolean().default(false) }).strict().default({ aead: false }),
     concurrency: concurrency.default({ uploads: 4, downloads: 3, reads: 4, domains: 1 }),
+    /** What prune keeps. Prune rejects a configuration without it. */
+    retention: retention.optional(),
+    /** Repository size limit in bytes or as a size such as "500GiB"; backup warns at 80% and stops at 95%. */
+    quota: z.union([z.number().int().positive(), z.string()]).optional(),
+    /** Prometheus textfile that backup rewrites after each run, for node_exporter's textfile collector. */
+    metricsFile: z.string().optional(),
+    /** The unprivileged user of the nightly backup; restore and drill refuse to run as it. */
+    backupUser: z.string().min(1).default('hvbackup'),
+    /** Members of this group (and root) may restore and drill. */
+    adminGroup: z.string().min(1).default('hvbackup-admin'),
+    /** Append-only JSON-lines audit file; none when null. */
+    auditFile: z.string().nullable().default('/var/log/hvbackup/audit.jsonl'),
+    restore: z
+      .object({
+        /** Restoring a backup older than this many days needs --allow-rollback. */
+        maxAgeDays: z.number().positive().default(30),
+      })
+      .strict()
+      .default({ maxAgeDays: 30 }),
   })
   .strict();
 

@@ -14,16 +14,19 @@ import { readArchive } from '../archive/reader.js';
 import type { Config } from '../config/load.js';
 import { requireSetting } from '../config/load.js';
 import { keyInfo, readSecretKeyFile, SegmentDecryptor } from '../crypto/index.js';
-import { RefusedError } from '../errors.js';
+import { RefusedError, VerificationError } from '../errors.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { ObjectStore } from '../repository/store.js';
 import { rewriteDomainXml } from '../libvirt/clone.js';
 import { Domains, parseDomainXml } from '../libvirt/domain.js';
 import { Virsh } from '../libvirt/virsh.js';
 import type { Logger } from '../log/logger.js';
 import type { Progress } from '../log/progress.js';
-import { checkName, type BackupRef } from '../manifest/layout.js';
+import { checkName, manifestKey, type BackupRef } from '../manifest/layout.js';
 import type { Manifest } from '../manifest/schema.js';
 import { openRepository } from '../repository/repository.js';
-import { resolveBackup } from './catalog.js';
+import { authorizeAdmin } from './authorize.js';
+import { listBackups, resolveBackup } from './catalog.js';
 import { extractBackup } from './extract.js';
 import { loadTrustedManifest, loadTrustedSigners } from './manifest-check.js';
 import { checkDestinations, promote, type PlacedFile } from './promote.js';
@@ -39,6 +42,16 @@ export interface RestoreOptions {
   /** Directory for the disks of a clone; defaults to the directory of each original disk. */
   storageDir?: string;
   replace: boolean;
+  /** Allows restoring a backup older than restore.maxAgeDays or older than the domain's latest backup. */
+  allowRollback: boolean;
+  /** Recorded in the audit trail. */
+  reason?: string;
+  /**
+   * Shows the summary of what will change and returns whether to go on.
+   * The command line asks on a terminal; --yes answers for scripts.
+   */
+  confirm: (summary: string) => Promise<boolean>;
+  audit: AuditLog;
   logger: Logger;
   signal: AbortSignal;
   progress?: Progress;
@@ -55,18 +68,60 @@ export interface RestoreResult {
 
 export async function restoreBackup(config: Config, options: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now();
+  const { audit } = options;
+  const request = { reason: options.reason, details: { selector: options.selector, as: options.as, replace: options.replace } };
+
+  try {
+    await authorizeAdmin('restore', { backupUser: config.backupUser, adminGroup: config.adminGroup });
+  } catch (error) {
+    await audit.record({ action: 'restore-refused', result: 'refused', ...request, error: (error as Error).message });
+    throw error;
+  }
+  await audit.record({ action: 'restore-request', result: 'started', ...request });
+
+  let ref: BackupRef | undefined;
+  try {
+    const result = await restoreVerified(config, options, (resolved) => {
+      ref = resolved;
+    });
+    await audit.record({ action: 'restore', result: 'ok', ...request, ...refFields(ref), durationMs: Date.now() - started });
+    return result;
+  } catch (error) {
+    const refused = error instanceof RefusedError || error instanceof VerificationError;
+    await audit.record({
+      action: refused ? 'restore-refused' : 'restore',
+      result: refused ? 'refused' : 'failed',
+      ...request,
+      ...refFields(ref),
+      check: error instanceof VerificationError ? error.check : undefined,
+      object: error instanceof VerificationError ? error.object : undefined,
+      error: (error as Error).message,
+      durationMs: Date.now() - started,
+    });
+    throw error;
+  }
+}
+
+function refFields(ref: BackupRef | undefined): { domain?: string; backupId?: string; host?: string } {
+  return ref ? { domain: ref.domain, backupId: ref.backupId, host: ref.host } : {};
+}
+
+async function restoreVerified(config: Config, options: RestoreOptions, onResolved: (ref: BackupRef) => void): Promise<RestoreResult> {
+  const started = Date.now();
   const adminKey = options.adminKey ?? (await readSecretKeyFile(requireSetting(config.adminKey, 'adminKey', config, 'restore')));
   const trusted = requireSetting(config.trustedSigners, 'trustedSigners', config, 'restore');
   const { store } = await openRepository(config, { create: false });
 
   const ref = await resolveBackup(store, options.selector, { host: options.host });
+  onResolved(ref);
   const log = options.logger.child({ domain: ref.domain, backupId: ref.backupId });
   log.info({ phase: 'restore-request', as: options.as, replace: options.replace }, 'restore requested');
 
   const trustedKeys = await loadTrustedSigners(store, trusted);
   const { manifest } = await loadTrustedManifest(store, ref, trustedKeys);
-  log.info({ phase: 'verify', check: 'manifest-signature', result: 'ok' }, 'manifest signature verified');
-  checkRecipient(manifest, adminKey);
+  await options.audit.record({ action: 'verification', result: 'ok', ...refFields(ref), check: 'manifest-signature', object: manifestKey(ref) });
+  checkRecipient(manifest, adminKey, manifestKey(ref));
+  await checkRollback(store, ref, manifest, { maxAgeDays: config.restore.maxAgeDays, allowed: options.allowRollback });
 
   const domainName = options.as ? checkName('domain', options.as) : manifest.domain.name;
   const diskDestinations = manifest.disks.map((disk) => ({
@@ -76,6 +131,11 @@ export async function restoreBackup(config: Config, options: RestoreOptions): Pr
   const virsh = new Virsh({ uri: config.libvirt.uri });
   const domains = new Domains(virsh);
   await checkDestinations(domains, { domainName, replace: options.replace, destinations: diskDestinations.map((d) => d.path) });
+
+  const summary = describePlan(ref, manifest, domainName, diskDestinations, options);
+  if (!(await options.confirm(summary))) {
+    throw new RefusedError('restore cancelled: not confirmed', { hint: 'answer "yes" at the prompt, or pass --yes in scripts' });
+  }
 
   const staging = await Staging.create(config.stagingDir, `${domainName}-${ref.backupId}`);
   const stagingDisks = new Map<string, StagingDisk>();
@@ -117,6 +177,7 @@ export async function restoreBackup(config: Config, options: RestoreOptions): Pr
 
     for (const disk of stagingDisks.values()) await disk.close({ flush: true });
     log.info({ phase: 'verify', result: 'ok', segments: manifest.segments.length, bytes: totalBytes }, 'all segments, signatures and disk checksums verified');
+    await options.audit.record({ action: 'verification', result: 'ok', ...refFields(ref), check: 'segments-and-disks', object: manifestKey(ref) });
 
     const files: PlacedFile[] = diskDestinations.map((destination) => ({
       staged: stagingDisks.get(destination.target)!.path,
@@ -142,6 +203,12 @@ export async function restoreBackup(config: Config, options: RestoreOptions): Pr
     await promote(domains, { domainName, domainXml, files, replace: options.replace }, randomBytes(4).toString('hex'));
     const durationMs = Date.now() - started;
     log.info({ phase: 'promote', result: 'ok', as: domainName, durationMs }, 'restore promoted');
+    await options.audit.record({
+      action: 'promotion',
+      result: 'ok',
+      ...refFields(ref),
+      details: { domain: domainName, files: files.map((file) => file.destination) },
+    });
     return { ref, domain: domainName, disks: diskDestinations, durationMs };
   } finally {
     await Promise.allSettled([...stagingDisks.values()].map((disk) => disk.close({ flush: false })));
@@ -150,14 +217,65 @@ export async function restoreBackup(config: Config, options: RestoreOptions): Pr
   }
 }
 
-function checkRecipient(manifest: Manifest, adminKey: PrivateKey): void {
+function checkRecipient(manifest: Manifest, adminKey: PrivateKey, object: string): void {
   const fingerprint = keyInfo(adminKey).fingerprint;
   if (!manifest.encryption.recipients.includes(fingerprint)) {
-    throw new RefusedError(
+    throw new VerificationError(
+      'manifest-recipients',
+      object,
       `backup ${manifest.backupId} is not encrypted to admin key ${fingerprint} (recipients: ${manifest.encryption.recipients.join(', ')})`,
       { hint: 'use an admin key listed as a recipient; new admins are added to "recipients" on the backup host and see only later backups' },
     );
   }
+}
+
+/**
+ * Restoring an old backup brings back old data, old vulnerabilities and old
+ * credentials, so it needs --allow-rollback when the backup is older than
+ * the configured age or when a newer committed backup of the domain exists.
+ */
+async function checkRollback(
+  store: ObjectStore,
+  ref: BackupRef,
+  manifest: Manifest,
+  options: { maxAgeDays: number; allowed: boolean },
+): Promise<void> {
+  if (options.allowed) return;
+
+  const ageDays = (Date.now() - Date.parse(manifest.snapshotAt)) / 86_400_000;
+  if (ageDays > options.maxAgeDays) {
+    throw new RefusedError(
+      `backup ${ref.backupId} of ${ref.domain} is ${ageDays.toFixed(1)} days old, more than restore.maxAgeDays (${options.maxAgeDays})`,
+      { hint: 'pass --allow-rollback to restore it anyway' },
+    );
+  }
+
+  const newer = (await listBackups(store, { host: ref.host, domain: ref.domain })).filter(
+    (entry) => entry.committed && entry.backupId > ref.backupId,
+  );
+  if (newer.length > 0) {
+    throw new RefusedError(
+      `backup ${ref.backupId} of ${ref.domain} is older than ${newer.length} newer backup(s), latest ${newer[newer.length - 1].backupId}`,
+      { hint: 'pass --allow-rollback to restore an older state, or restore the latest backup' },
+    );
+  }
+}
+
+function describePlan(
+  ref: BackupRef,
+  manifest: Manifest,
+  domainName: string,
+  disks: { target: string; path: string }[],
+  options: RestoreOptions,
+): string {
+  const lines = [
+    `restore backup ${ref.backupId} (${manifest.type}, taken ${manifest.snapshotAt}) of ${ref.host}/${ref.domain}`,
+    `  as domain ${domainName}${options.as ? ' (clone: new UUID and MAC addresses)' : ''}${options.replace ? ', replacing the existing definition' : ''}`,
+    ...disks.map((disk) => `  disk ${disk.target} -> ${disk.path}${options.replace ? ' (replaced if present)' : ' (new file)'}`),
+  ];
+  if (manifest.nvram) lines.push('  NVRAM restored');
+  if (options.reason) lines.push(`  reason: ${options.reason}`);
+  return lines.join('\n');
 }
 
 function cloneDiskPath(disk: Manifest['disks'][number], name: string, storageDir: string | undefined): string {

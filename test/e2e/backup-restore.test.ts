@@ -66,7 +66,7 @@ describe.skipIf(!enabled)('backup and restore end to end', () => {
     await virsh('undefine', domain.name, '--nvram');
     await removeFiles(domain.disks.map((disk) => disk.path));
 
-    const restore = await runCli(['--config', config, 'restore', domain.name], { env });
+    const restore = await runCli(['--config', config, 'restore', '--yes', domain.name], { env });
     expect(restore.stderr).not.toContain('"level":50');
     expect(restore.code).toBe(0);
 

@@ -133,14 +133,14 @@ describe.skipIf(!available('libvirt'))('libvirt input errors', () => {
       keys: { ...keys, adminSecret: otherKeys.adminSecret },
       repository: { type: 'local', path: join(dir, 'repo') },
     });
-    const result = await runCli(['--config', otherConfig, 'restore', domain.name, '--as', 'hvb-test-bad-input-clone']);
-    expect(result.code).toBe(7);
+    const result = await runCli(['--config', otherConfig, 'restore', '--yes', domain.name, '--as', 'hvb-test-bad-input-clone']);
+    expect(result.code).toBe(4);
     expect(result.stderr).toContain(otherKeys.adminFingerprint);
     expect((await virsh('list', '--all', '--name')).split('\n')).not.toContain('hvb-test-bad-input-clone');
   });
 
   it('restore onto existing domain refused', async () => {
-    const result = await runCli(['--config', config, 'restore', domain.name]);
+    const result = await runCli(['--config', config, 'restore', '--yes', domain.name]);
     expect(result.code).toBe(7);
     expect(result.stderr).toContain('--replace');
     const staging = await readdir(join(dir, 'staging')).catch(() => []);

@@ -50,7 +50,7 @@ describe.skipIf(!enabled)('clone and break-glass restore', () => {
   it('clone gets new identity and paths', async () => {
     const storage = join(work, 'clone-disks');
     await mkdir(storage, { recursive: true, mode: 0o755 });
-    const restore = await runCli(['--config', config, 'restore', domain.name, '--as', cloneName, '--storage-dir', storage]);
+    const restore = await runCli(['--config', config, 'restore', '--yes', domain.name, '--as', cloneName, '--storage-dir', storage]);
     expect(restore.code, restore.stderr).toBe(0);
 
     const original = await domainInfo(domain.name);
@@ -76,7 +76,7 @@ describe.skipIf(!enabled)('clone and break-glass restore', () => {
   });
 
   it('clone refused when name exists', async () => {
-    const restore = await runCli(['--config', config, 'restore', domain.name, '--as', domain.name]);
+    const restore = await runCli(['--config', config, 'restore', '--yes', domain.name, '--as', domain.name]);
     expect(restore.code).toBe(7);
     expect(restore.stderr).toContain(`domain ${domain.name} already exists`);
   });

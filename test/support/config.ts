@@ -22,6 +22,7 @@ export async function writeTestConfig(
     recipients: [options.keys.adminPublic],
     trustedSigners: [options.keys.hostFingerprint],
     adminKey: options.keys.adminSecret,
+    auditFile: join(dir, 'audit.jsonl'),
     ...options.extra,
   };
   await writeFile(path, JSON.stringify(config, null, 2));

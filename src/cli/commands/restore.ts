@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 
+import { AuditLog } from '../../audit/audit-log.js';
 import { restoreBackup } from '../../restore/restore.js';
+import { confirmOnTerminal } from '../confirm.js';
 import { progressFor } from '../../log/progress.js';
 import { runCommand, type GlobalOptions } from '../run.js';
 
@@ -9,6 +11,9 @@ interface RestoreCommandOptions {
   host?: string;
   storageDir?: string;
   replace?: boolean;
+  allowRollback?: boolean;
+  yes?: boolean;
+  reason?: string;
   json?: boolean;
 }
 
@@ -21,6 +26,9 @@ export function registerRestore(program: Command): void {
     .option('--storage-dir <dir>', 'directory for the disks and NVRAM of a clone (default: next to the originals)')
     .option('--host <name>', 'the host that took the backup, when several hosts share the repository')
     .option('--replace', 'overwrite an existing domain and its disks (the domain must be shut off)')
+    .option('--allow-rollback', 'allow a backup older than restore.maxAgeDays or older than the latest backup of the domain')
+    .option('-y, --yes', 'do not ask for confirmation (for scripts); without it, restore asks on a terminal and refuses elsewhere')
+    .option('--reason <text>', 'why this restore is done; recorded in the audit trail')
     .option('--json', 'print the result as JSON on stdout')
     .action(async (selector: string, options: RestoreCommandOptions, command: Command) => {
       process.exitCode = await runCommand(command.optsWithGlobals<GlobalOptions>(), async ({ logger, signal, loadConfig }) => {
@@ -31,6 +39,10 @@ export function registerRestore(program: Command): void {
           as: options.as,
           storageDir: options.storageDir,
           replace: options.replace === true,
+          allowRollback: options.allowRollback === true,
+          reason: options.reason,
+          confirm: (summary) => confirmOnTerminal(summary, options.yes === true),
+          audit: new AuditLog(config.auditFile ?? undefined, logger),
           logger,
           signal,
           progress: progressFor(),
