@@ -104,6 +104,8 @@ export const configSchema = z
     backupUser: z.string().min(1).default('hvbackup'),
     /** Members of this group (and root) may restore and drill. */
     adminGroup: z.string().min(1).default('hvbackup-admin'),
+    /** A dedicated user that may run `hvbackup drill` with its own drill key. */
+    drillUser: z.string().min(1).optional(),
     /** Append-only JSON-lines audit file; none when null. */
     auditFile: z.string().nullable().default('/var/log/hvbackup/audit.jsonl'),
     restore: z

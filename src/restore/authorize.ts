@@ -12,6 +12,8 @@ import { RefusedError } from '../errors.js';
 export interface RoleSettings {
   backupUser: string;
   adminGroup: string;
+  /** A dedicated user that may run drills (and only drills) with its own drill key. */
+  drillUser?: string;
 }
 
 export interface Identity {
@@ -55,6 +57,7 @@ export async function authorizeAdmin(command: string, roles: RoleSettings, ident
     });
   }
   if (identity.uid === 0) return;
+  if (command === 'drill' && roles.drillUser !== undefined && identity.user === roles.drillUser) return;
 
   const group = await lookupGroup(roles.adminGroup);
   const member = group !== undefined && (identity.groups.includes(group.gid) || group.members.includes(identity.user));

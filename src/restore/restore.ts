@@ -42,6 +42,10 @@ export interface RestoreOptions {
   /** Directory for the disks of a clone; defaults to the directory of each original disk. */
   storageDir?: string;
   replace: boolean;
+  /** The command on whose behalf this restore runs; a drill may also run as the configured drill user. */
+  command?: 'restore' | 'drill';
+  /** Removes every network interface from the restored definition (drills use this for isolation). */
+  removeInterfaces?: boolean;
   /** Allows restoring a backup older than restore.maxAgeDays or older than the domain's latest backup. */
   allowRollback: boolean;
   /** Recorded in the audit trail. */
@@ -72,7 +76,11 @@ export async function restoreBackup(config: Config, options: RestoreOptions): Pr
   const request = { reason: options.reason, details: { selector: options.selector, as: options.as, replace: options.replace } };
 
   try {
-    await authorizeAdmin('restore', { backupUser: config.backupUser, adminGroup: config.adminGroup });
+    await authorizeAdmin(options.command ?? 'restore', {
+      backupUser: config.backupUser,
+      adminGroup: config.adminGroup,
+      drillUser: config.drillUser,
+    });
   } catch (error) {
     await audit.record({ action: 'restore-refused', result: 'refused', ...request, error: (error as Error).message });
     throw error;
@@ -187,11 +195,12 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
     const original = parseDomainXml(domainXml);
     let nvramDestination = original.nvramPath;
 
-    if (options.as) {
+    if (options.as || options.removeInterfaces) {
       nvramDestination = original.nvramPath ? join(options.storageDir ?? dirname(original.nvramPath), `${domainName}_VARS.fd`) : undefined;
       domainXml = rewriteDomainXml(domainXml, {
         name: domainName,
-        regenerateMacs: true,
+        regenerateMacs: options.as !== undefined,
+        removeInterfaces: options.removeInterfaces === true,
         diskPaths: new Map(diskDestinations.map((destination) => [destination.target, destination.path])),
         nvramPath: nvramDestination,
       });
