@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 import { registerBackup } from './commands/backup.js';
+import { registerDrill } from './commands/drill.js';
 import { registerKeys } from './commands/keys.js';
 import { registerList } from './commands/list.js';
 import { registerRestore } from './commands/restore.js';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
 
   registerBackup(program);
   registerRestore(program);
+  registerDrill(program);
   registerList(program);
   registerKeys(program);
   return program;

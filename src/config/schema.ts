@@ -70,6 +70,42 @@ const retention = z
   })
   .strict();
 
+/** Recovery targets of a drill, in seconds. */
+const drillTargets = z
+  .object({
+    /** Largest accepted age of the latest restorable backup (now minus its snapshotAt). */
+    rpoSeconds: z.number().positive(),
+    /** Largest accepted time from the start of the restore until the sandbox domain runs. */
+    rtoSeconds: z.number().positive(),
+  })
+  .strict();
+
+const drill = z
+  .object({
+    /** Directory for the staging area and the scratch disks of each drill; must not hold anything else. */
+    sandboxDir: z.string().default('/var/lib/hvbackup-drill'),
+    /** Secret drill key file; default $CREDENTIALS_DIRECTORY/drill-key when that file exists, else adminKey. */
+    keyFile: z.string().optional(),
+    /** Prometheus textfile that drill rewrites after each run; none when unset. */
+    metricsFile: z.string().optional(),
+    /** Targets of every domain without its own entry in `domains`. */
+    defaults: drillTargets.default({ rpoSeconds: 93_600, rtoSeconds: 3_600 }),
+    /** Per-domain targets; a domain may set only one of the two and inherit the other. */
+    domains: z.record(z.string(), drillTargets.partial()).default({}),
+    bootCheck: z
+      .object({
+        /** Seconds to wait for the sandbox domain to reach "running" after `virsh start`. */
+        runningTimeoutSeconds: z.number().positive().default(60),
+        /** Also require an answer to the QEMU guest agent's guest-ping. */
+        guestAgent: z.boolean().default(false),
+        /** Seconds to wait for the guest agent, counted from "running". */
+        guestAgentTimeoutSeconds: z.number().positive().default(120),
+      })
+      .strict()
+      .default({ runningTimeoutSeconds: 60, guestAgent: false, guestAgentTimeoutSeconds: 120 }),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** Name of this host in the repository layout; defaults to os.hostname(). */
@@ -108,6 +144,13 @@ export const configSchema = z
     drillUser: z.string().min(1).optional(),
     /** Append-only JSON-lines audit file; none when null. */
     auditFile: z.string().nullable().default('/var/log/hvbackup/audit.jsonl'),
+    /** Restore drills: sandbox, targets and checks of `hvbackup drill`. */
+    drill: drill.default({
+      sandboxDir: '/var/lib/hvbackup-drill',
+      defaults: { rpoSeconds: 93_600, rtoSeconds: 3_600 },
+      domains: {},
+      bootCheck: { runningTimeoutSeconds: 60, guestAgent: false, guestAgentTimeoutSeconds: 120 },
+    }),
     restore: z
       .object({
         /** Restoring a backup older than this many days needs --allow-rollback. */
