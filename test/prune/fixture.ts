@@ -7,7 +7,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 
 import { backupIdTime, manifestKey, segmentKey, segmentName, signatureKey, type BackupRef } from '../../src/manifest/layout.js';
-import { encodeManifest, type Manifest } from '../../src/manifest/schema.js';
+import { encodeManifest, manifestSchema, type Manifest } from '../../src/manifest/schema.js';
 import type { ObjectStore, PutOptions } from '../../src/repository/store.js';
 
 export const FINGERPRINT = 'A'.repeat(40);
@@ -42,7 +42,9 @@ export async function writeFixtureBackup(store: ObjectStore, backup: FixtureBack
   if (backup.unfinished) return keys;
 
   const time = backupIdTime(backup.backupId).toISOString();
-  const manifest: Manifest = {
+  const chain = await chainField(store, backup, backup.parent ?? null);
+  const manifest = {
+    ...chain,
     format: 'hvbackup-manifest',
     version: 1,
     repositoryId: randomUUID(),
@@ -63,7 +65,7 @@ export async function writeFixtureBackup(store: ObjectStore, backup: FixtureBack
     segments,
     encryption: { recipients: [FINGERPRINT], seipdVersion: 1 },
     signer: FINGERPRINT,
-  };
+  } as Manifest;
   await store.put(manifestKey(backup), encodeManifest(manifest), backup.putOptions);
   keys.push(manifestKey(backup));
   return keys;
@@ -74,4 +76,21 @@ export async function allKeys(store: ObjectStore, prefix = 'hosts/'): Promise<st
   const keys: string[] = [];
   for await (const object of store.list(prefix)) keys.push(object.key);
   return keys.sort();
+}
+
+/**
+ * Returns the manifest's `chain` field ({ full, length }) for a new backup,
+ * taken from the parent's stored manifest, when the manifest schema has that
+ * field, and an empty object otherwise.
+ */
+export async function chainField(store: ObjectStore, ref: BackupRef, parent: string | null): Promise<Record<string, unknown>> {
+  if (!('chain' in manifestSchema.shape)) return {};
+  if (parent === null) return { chain: { full: ref.backupId, length: 0 } };
+
+  // A parent that is not stored (a test of a broken chain) counts as the full backup.
+  const parentKey = manifestKey({ ...ref, backupId: parent });
+  const stored = (await store.head(parentKey))
+    ? (JSON.parse((await store.get(parentKey)).toString('utf8')) as { chain?: { full: string; length: number } })
+    : {};
+  return { chain: { full: stored.chain?.full ?? parent, length: (stored.chain?.length ?? 0) + 1 } };
 }

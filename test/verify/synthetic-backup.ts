@@ -15,6 +15,7 @@ import { manifestKey, publicKeyKey, segmentKey, segmentName, signatureKey, type 
 import { encodeManifest, type Manifest, type ManifestSegment } from '../../src/manifest/schema.js';
 import { splitIntoSegments } from '../../src/segment/splitter.js';
 import type { ObjectStore } from '../../src/repository/store.js';
+import { chainField } from '../prune/fixture.js';
 
 export interface SyntheticKeys {
   host: GeneratedKey;
@@ -88,7 +89,8 @@ export async function writeSyntheticBackup(store: ObjectStore, options: Syntheti
   }
   const disk = await producing;
 
-  const manifest: Manifest = {
+  const manifest = {
+    ...(await chainField(store, ref, options.parent ?? null)),
     format: 'hvbackup-manifest',
     version: 1,
     repositoryId: options.repositoryId ?? randomUUID(),
@@ -109,7 +111,7 @@ export async function writeSyntheticBackup(store: ObjectStore, options: Syntheti
     segments,
     encryption: { recipients: [options.keys.admin.fingerprint], seipdVersion: 1 },
     signer: options.keys.host.fingerprint,
-  };
+  } as Manifest;
 
   const bytes = encodeManifest(manifest);
   const signature = await signDetached(bytes, signingKey);
