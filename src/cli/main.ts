@@ -6,7 +6,11 @@ import { registerBackup } from './commands/backup.js';
 import { registerDrill } from './commands/drill.js';
 import { registerKeys } from './commands/keys.js';
 import { registerList } from './commands/list.js';
+import { registerPrune } from './commands/prune.js';
 import { registerRestore } from './commands/restore.js';
+import { registerShow } from './commands/show.js';
+import { registerUsage } from './commands/usage.js';
+import { registerVerify } from './commands/verify.js';
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -23,6 +27,10 @@ export function buildProgram(): Command {
   registerRestore(program);
   registerDrill(program);
   registerList(program);
+  registerShow(program);
+  registerVerify(program);
+  registerPrune(program);
+  registerUsage(program);
   registerKeys(program);
   return program;
 }
