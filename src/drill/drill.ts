@@ -13,7 +13,7 @@ import type { Progress } from '../log/progress.js';
 import { openRepository } from '../repository/repository.js';
 import { listBackups } from '../restore/catalog.js';
 import { drillDomain, initialResult } from './drill-domain.js';
-import { renderDrillMetrics, writeTextfileAtomic } from './metrics.js';
+import { writeDrillMetrics } from './metrics.js';
 import type { DrillResult } from './report.js';
 import { drillKeyPath, drillSettings } from './settings.js';
 
@@ -61,7 +61,7 @@ export async function runDrills(config: Config, options: DrillOptions): Promise<
 
   if (settings.metricsFile === undefined) return { results };
   try {
-    await writeTextfileAtomic(settings.metricsFile, renderDrillMetrics(results));
+    await writeDrillMetrics(settings.metricsFile, results, config.host);
     return { results, metricsFile: settings.metricsFile };
   } catch (error) {
     const message = `writing drill metrics to ${settings.metricsFile} failed: ${describeError(error)}`;

@@ -2,13 +2,14 @@
  * Drill results as a Prometheus textfile for node_exporter's textfile
  * collector. The file is replaced by rename, so the collector reads either
  * the old or the new file and never a half-written one. Drill metrics go to
- * their own file (drill.metricsFile) so that drill and backup never
- * overwrite each other's samples.
+ * their own file (drill.metricsFile, for example hvbackup-drill.prom) so
+ * that drill and backup never overwrite each other's samples.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
+import { writeFileAtomic } from '../metrics/atomic-write.js';
+import { escapeLabelValue } from '../metrics/render.js';
 import type { DrillResult } from './report.js';
 
 interface MetricFamily {
@@ -26,53 +27,33 @@ const FAMILIES: MetricFamily[] = [
 ];
 
 /**
- * Renders the textfile. A value that was not measured (for example the RTO
- * of a failed restore) has no sample, so an alert on it sees the series
+ * Renders the textfile with the labels host and domain, as the backup
+ * metrics have. A value that was not measured (for example the RTO of a
+ * failed restore) has no sample, so an alert on it sees the series
  * disappear instead of a made-up number.
+ *
+ * NOTE: the file holds only the domains of this run, so a drill of one
+ * domain removes the series of the others until the next `drill --all`.
  */
-export function renderDrillMetrics(results: DrillResult[]): string {
+export function renderDrillMetrics(results: DrillResult[], host: string): string {
   const lines: string[] = [];
   for (const family of FAMILIES) {
     lines.push(`# HELP ${family.name} ${family.help}`, `# TYPE ${family.name} gauge`);
     for (const result of results) {
       const value = family.value(result);
       if (value === null) continue;
-      lines.push(`${family.name}{domain="${escapeLabelValue(result.domain)}"} ${formatValue(value)}`);
+      lines.push(`${family.name}{host="${escapeLabelValue(host)}",domain="${escapeLabelValue(result.domain)}"} ${formatValue(value)}`);
     }
   }
   return `${lines.join('\n')}\n`;
-}
-
-/** Escapes a label value as the text exposition format requires: backslash, double quote and line feed. */
-export function escapeLabelValue(value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }
 
 function formatValue(value: number): string {
   return Number.isInteger(value) ? String(value) : value.toFixed(3);
 }
 
-/**
- * Writes `text` to `path` through a temporary file in the same directory,
- * then renames it into place. The temporary name does not end in .prom, so
- * the collector skips it.
- */
-export async function writeTextfileAtomic(path: string, text: string): Promise<void> {
-  const directory = dirname(path);
-  await mkdir(directory, { recursive: true });
-  const temporary = join(directory, `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
-
-  try {
-    const file = await open(temporary, 'wx', 0o644);
-    try {
-      await file.writeFile(text, 'utf8');
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(temporary, path);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
+/** Writes the textfile atomically, creating its directory when missing. */
+export async function writeDrillMetrics(path: string, results: DrillResult[], host: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, renderDrillMetrics(results, host));
 }
