@@ -2,7 +2,7 @@
  * What `hvbackup show` prints about one backup: the manifest's summary and
  * its chain, found by following `parent` down to the full backup. With
  * trusted keys every manifest on the chain is signature-checked. Without
- * them the manifests are only schema-checked, and the summary says so.
+ * them the manifests are only schema-checked, and `signatureChecked` is false.
  */
 import type { PublicKey } from 'openpgp';
 
