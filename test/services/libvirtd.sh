@@ -10,7 +10,8 @@
 #
 # Only the KEY=VALUE line goes to stdout; every message goes to stderr.
 # The machine has no systemd, so the daemons run with --daemon and write their
-# PID files under the state directory.
+# PID files under the state directory. They run below test/services/reaper.py,
+# which reaps exited QEMU processes when PID 1 does not.
 #
 # Several test runs share one machine and one libvirtd. Each `start` records
 # the PID of its caller (the test runner) under users/, and `stop` removes it.
@@ -19,6 +20,7 @@
 set -euo pipefail
 
 STATE_DIR="${HVBACKUP_TEST_LIBVIRT_STATE:-/run/hvbackup-test-libvirt}"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 URI="qemu:///system"
 START_TIMEOUT_SECONDS=60
 STOP_TIMEOUT_SECONDS=30
@@ -48,7 +50,7 @@ pid_alive() {
 
 show_log_tail() {
   local file
-  for file in "$STATE_DIR/virtlogd.log" "$STATE_DIR/libvirtd.log"; do
+  for file in "$STATE_DIR/reaper.log" "$STATE_DIR/virtlogd.log" "$STATE_DIR/libvirtd.log"; do
     if [[ -s "$file" ]]; then
       echo "--- last lines of $file ---" >&2
       tail -n 20 "$file" >&2
@@ -56,23 +58,43 @@ show_log_tail() {
   done
 }
 
-# Start one daemon in the background and record its PID file.
-start_daemon() {
+# Build the command that starts one daemon, unless it already runs.
+daemon_command() {
   local name="$1"
   local pid_file="$STATE_DIR/$name.pid"
-  local log_file="$STATE_DIR/$name.log"
 
   if pid_alive "$pid_file"; then
     log "$name is already running with PID $(cat "$pid_file")"
     return
   fi
 
-  log "starting $name (log: $log_file)"
-  # libvirt reads its log destination from LIBVIRT_LOG_OUTPUTS; level 3 is warnings.
-  # 9>&- keeps the daemon from inheriting the lock descriptor, which would hold
-  # the lock for the daemon's whole life and block every later start or stop.
-  LIBVIRT_LOG_OUTPUTS="3:file:$log_file" "$name" --daemon --pid-file "$pid_file" 9>&-
+  # libvirt reads its log destination from LIBVIRT_LOG_OUTPUTS, where level 3 is warnings.
+  printf '%s\0' -- env "LIBVIRT_LOG_OUTPUTS=3:file:$STATE_DIR/$name.log" "$name" --daemon --pid-file "$pid_file"
   touch "$STATE_DIR/$name.started-here"
+}
+
+# Start the missing daemons under reaper.py, which reaps the QEMU processes
+# that libvirtd leaves behind when PID 1 does not (see reaper.py).
+start_daemons() {
+  local -a commands=()
+  local part
+  while IFS= read -r -d '' part; do commands+=("$part"); done < <(daemon_command virtlogd; daemon_command libvirtd)
+  if (( ${#commands[@]} == 0 )); then
+    return
+  fi
+
+  if ! command -v python3 >/dev/null; then
+    log "python3 not found; it runs test/services/reaper.py, which libvirtd needs here. Install python3 and retry."
+    exit 1
+  fi
+
+  log "starting ${commands[*]} (logs: $STATE_DIR/*.log)"
+  # setsid and the redirections detach the reaper from the caller's terminal
+  # and pipes. 9>&- keeps it from inheriting the lock descriptor, which would
+  # hold the lock for its whole life and block every later start or stop.
+  setsid python3 "$SCRIPT_DIR/reaper.py" "$STATE_DIR/reaper.pid" "${commands[@]}" \
+    </dev/null >>"$STATE_DIR/reaper.log" 2>&1 9>&- &
+  touch "$STATE_DIR/reaper.started-here"
 }
 
 # Stop one daemon that this script started, by its recorded PID.
@@ -124,8 +146,7 @@ count_live_users() {
 start() {
   if ! responds; then
     mkdir -p /run/libvirt
-    start_daemon virtlogd
-    start_daemon libvirtd
+    start_daemons
 
     local waited=0
     until responds; do
@@ -144,7 +165,7 @@ start() {
   fi
 
   # Record the caller only when this script owns the daemons, so that `stop`
-  # knows whether another run still needs them.
+  # can tell whether another run still needs them.
   if [[ -e "$STATE_DIR/libvirtd.started-here" ]]; then
     touch "$STATE_DIR/users/$PPID"
   fi
@@ -163,6 +184,7 @@ stop() {
 
   stop_daemon libvirtd
   stop_daemon virtlogd
+  stop_daemon reaper
 }
 
 main() {
