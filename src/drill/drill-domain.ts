@@ -105,18 +105,29 @@ export async function drillDomain(config: Config, domain: string, context: Drill
 
   result.result = failed ? 'failed' : result.failures.length > 0 ? 'target-missed' : 'passed';
   result.finishedAt = Date.now() / 1000;
-  await context.audit.record({
-    action: 'drill',
-    result: result.result === 'passed' ? 'ok' : 'failed',
-    domain,
-    backupId: result.backupId ?? undefined,
-    host: config.host,
-    error: result.failures.length > 0 ? result.failures.join('; ') : undefined,
-    durationMs: Date.now() - started.getTime(),
-    details: { sandbox: sandbox.name, rpoSeconds: result.rpoSeconds, rtoSeconds: result.rtoSeconds, targets: result.targets, kept: result.kept },
-  });
+  await recordDrill(context.audit, config, result, Date.now() - started.getTime(), log);
   log.info({ phase: 'drill', result: result.result, rpoSeconds: result.rpoSeconds, rtoSeconds: result.rtoSeconds }, 'drill finished');
   return result;
+}
+
+/** Appends the drill to the audit trail. A failed write fails the drill but keeps its measurements. */
+async function recordDrill(audit: AuditLog, config: Config, result: DrillResult, durationMs: number, log: Logger): Promise<void> {
+  try {
+    await audit.record({
+      action: 'drill',
+      result: result.result === 'passed' ? 'ok' : 'failed',
+      domain: result.domain,
+      backupId: result.backupId ?? undefined,
+      host: config.host,
+      error: result.failures.length > 0 ? result.failures.join('; ') : undefined,
+      durationMs,
+      details: { sandbox: result.sandbox, rpoSeconds: result.rpoSeconds, rtoSeconds: result.rtoSeconds, targets: result.targets, kept: result.kept },
+    });
+  } catch (error) {
+    log.error({ phase: 'drill-audit', err: error }, describeError(error));
+    result.result = 'failed';
+    result.failures.push(`drill of ${result.domain} was not recorded in the audit trail: ${describeError(error)}`);
+  }
 }
 
 function libvirtFor(config: Config): { virsh: Virsh; domains: Domains } {
