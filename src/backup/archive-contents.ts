@@ -29,6 +29,8 @@ export interface DiskPlan {
   extents: Extent[];
   /** Extents that must read as zeros after restore (incremental backups only). */
   zeroExtents: Extent[];
+  /** True when the entry holds the whole disk (full backups, and raw disks in incrementals). */
+  fullCopy: boolean;
   client: NbdClient;
 }
 
@@ -47,6 +49,8 @@ export interface ArchiveMetadata {
     sourcePath: string;
     virtualSize: number;
     entry: string;
+    /** The entry holds every allocated extent, so restore starts from an empty image. */
+    fullCopy: boolean;
     storedBytes: number;
     extentCount: number;
     zeroExtents: [number, number][];

@@ -11,7 +11,10 @@ import { basename, join } from 'node:path';
 import { ArchiveWriter } from '../archive/writer.js';
 import { signDetached } from '../crypto/index.js';
 import { LibvirtError, RepositoryError } from '../errors.js';
-import { backupDisks, parseDomainXml, type DiskInfo } from '../libvirt/domain.js';
+import { findActiveBackupJob } from '../libvirt/backup-job.js';
+import { deleteCheckpoint, listCheckpoints } from '../libvirt/checkpoints.js';
+import { backupDisks, parseDomainXml, type DiskInfo, type DomainInfo } from '../libvirt/domain.js';
+import type { Logger } from '../log/logger.js';
 import {
   manifestKey,
   newBackupId,
@@ -26,9 +29,12 @@ import {
   type ArchiveMetadata,
   type DiskPlan,
 } from './archive-contents.js';
+import { decideChain, type BackupMode, type ChainDecision } from './chain.js';
+import { addImageBitmap, checkpointName, imageBitmaps, pruneCheckpoints, removeImageBitmap } from './checkpoints.js';
 import type { BackupContext } from './context.js';
 import { openDiskSource, type DiskSource } from './disk-source.js';
-import { dataExtents, totalLength } from './extents.js';
+import { dataExtents, dirtyExtents, totalLength } from './extents.js';
+import { lockDomain } from './domain-lock.js';
 import { uploadSegments } from './segment-pipeline.js';
 
 export interface BackupResult {
@@ -39,11 +45,42 @@ export interface BackupResult {
   bytesStored: number;
 }
 
-export async function backupDomain(context: BackupContext, domainName: string): Promise<BackupResult> {
+export interface BackupOptions {
+  mode: BackupMode;
+  /** Fixed backup id; normally a new one is made from the start time. */
+  backupId?: string;
+}
+
+export async function backupDomain(context: BackupContext, domainName: string, options: BackupOptions = { mode: 'full' }): Promise<BackupResult> {
   const started = new Date();
   const { config, logger, store } = context;
-  const ref: BackupRef = { host: config.host, domain: domainName, backupId: newBackupId(started) };
+  const ref: BackupRef = { host: config.host, domain: domainName, backupId: options.backupId ?? newBackupId(started) };
   const log = logger.child({ domain: domainName, backupId: ref.backupId });
+
+  const lock = await lockDomain(config.stateDir, domainName);
+  if (lock.recoveredStale) log.warn({ lock: lock.path }, 'took over the lock of a backup run that was killed');
+  try {
+    return await backupLocked(context, ref, options, log, started);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function backupLocked(
+  context: BackupContext,
+  ref: BackupRef,
+  options: BackupOptions,
+  log: Logger,
+  started: Date,
+): Promise<BackupResult> {
+  const { config, store } = context;
+  const domainName = ref.domain;
+
+  if (await store.head(manifestKey(ref))) {
+    throw new RepositoryError(`backup ${ref.backupId} of ${domainName} already exists in ${store.description}`, {
+      hint: 'run the backup again without a fixed id; a new id is chosen each time',
+    });
+  }
 
   const domainXml = await context.domains.dumpXml(domainName, { inactive: true, securityInfo: true });
   const info = parseDomainXml(domainXml);
@@ -51,103 +88,215 @@ export async function backupDomain(context: BackupContext, domainName: string): 
   const state = await context.domains.state(domainName);
   const running = state === 'running' || state === 'paused';
 
-  if (await store.head(manifestKey(ref))) {
-    throw new RepositoryError(`backup ${ref.backupId} of ${domainName} already exists in ${store.description}`, {
-      hint: 'run the backup again; a new id is chosen each time',
-    });
+  // A job left by a killed run would make backup-begin fail; with the lock held it is certainly stale.
+  if (running && (await findActiveBackupJob(context.virsh, domainName))) {
+    log.warn({ phase: 'start' }, 'aborting a stale backup job left by an earlier run');
+    await context.virsh.run(['domjobabort', domainName]);
   }
 
-  log.info({ phase: 'start', state, disks: disks.map((disk) => disk.target) }, 'backup started');
-  const source = await openDiskSource({
-    virsh: context.virsh,
-    domain: domainName,
-    running,
-    disks,
-    workDir: join(config.scratchDir, `${domainName}-${ref.backupId}`),
-    signal: context.signal,
-  });
+  const rawDisks = disks.filter((disk) => disk.format !== 'qcow2').map((disk) => disk.target);
+  const qcow2Disks = disks.filter((disk) => disk.format === 'qcow2');
+  const chain = await decideChainFor(context, ref, options.mode, running, disks, qcow2Disks.map((disk) => disk.sourcePath!));
+  log.info({ phase: 'start', state, type: chain.type, disks: disks.map((disk) => disk.target) }, chain.reason);
+  if (chain.type === 'incremental' && rawDisks.length > 0) {
+    log.info({ disks: rawDisks }, 'raw disks have no dirty bitmaps and are copied in full in every incremental backup');
+  }
+
+  // Every backup of a domain with a qcow2 disk creates a checkpoint, so the next one can be incremental.
+  const checkpoint = qcow2Disks.length > 0 ? checkpointName(ref.backupId) : undefined;
+  if (checkpoint && !running) {
+    for (const disk of qcow2Disks) await addImageBitmap(disk.sourcePath!, checkpoint);
+  }
+  let committed = false;
 
   try {
-    const snapshotAt = new Date();
-    const plans = await planDisks(source);
-    const nvram = info.nvramPath ? await readNvram(info.nvramPath, domainName) : undefined;
-    const metadata = buildMetadata(ref, info, plans, snapshotAt, nvram?.fileName ?? null);
-    const totalBytes = plans.reduce((sum, plan) => sum + totalLength(plan.extents), 0);
-    log.info({ phase: 'snapshot', bytes: totalBytes, source: source.kind }, 'disks exported, reading allocated extents');
-
-    const progress = context.progress?.start(`backup ${domainName}`, totalBytes);
-    const writer = new ArchiveWriter({ mtime: snapshotAt });
-    const producing = produceArchive(writer, {
-      metadata,
-      domainXml,
-      nvram,
-      disks: plans,
-      readsInFlight: config.concurrency.reads,
-      onDiskBytes: (bytes) => progress?.advance(bytes),
+    const source = await openDiskSource({
+      virsh: context.virsh,
+      domain: domainName,
+      running,
+      disks,
+      workDir: join(config.scratchDir, `${domainName}-${ref.backupId}`),
+      signal: context.signal,
+      incrementalFrom: chain.parent?.checkpoint ?? undefined,
+      checkpoint: running ? checkpoint : undefined,
+      fullDisks: rawDisks,
     });
-    producing.catch((error: unknown) => writer.destroy(error as Error));
 
-    let uploaded;
+    let result: BackupResult;
     try {
-      uploaded = await uploadSegments(writer.stream, {
-        store,
-        encryptor: context.encryptor,
-        ref,
-        segmentSize: config.segmentSize,
-        inFlight: context.segmentsInFlight,
-        signal: context.signal,
-        retention: context.retention(),
-      });
-    } catch (error) {
-      writer.destroy(error as Error);
-      await producing.catch(() => undefined);
-      throw error;
+      result = await writeBackup(context, { ref, info, domainXml, source, chain, checkpoint, started, log });
+      committed = true;
     } finally {
-      progress?.finish();
+      await source.close();
     }
-    const checksums = await producing;
 
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      version: MANIFEST_VERSION,
-      repositoryId: context.repositoryId,
-      backupId: ref.backupId,
-      host: ref.host,
-      domain: { name: info.name, uuid: info.uuid },
-      type: 'full',
-      parent: null,
-      checkpoint: null,
-      startedAt: started.toISOString(),
-      snapshotAt: snapshotAt.toISOString(),
-      finishedAt: new Date().toISOString(),
-      tool: { name: 'hvbackup', version: TOOL_VERSION },
-      disks: plans.map((plan) => ({
-        target: plan.target,
-        format: plan.format,
-        sourcePath: plan.sourcePath,
-        virtualSize: plan.virtualSize,
-        storedBytes: checksums.disks[plan.target].storedBytes,
-        extentCount: plan.extents.length,
-        entry: diskEntryName(plan.target),
-      })),
-      nvram: metadata.nvram,
-      archiveBytes: uploaded.archiveBytes,
-      segmentSize: config.segmentSize,
-      segments: uploaded.segments,
-      encryption: { recipients: context.recipientFingerprints, seipdVersion: context.seipdVersion },
-      signer: context.signerFingerprint,
-    };
-
-    await commitManifest(context, ref, manifest);
-    const durationMs = Date.now() - started.getTime();
-    log.info(
-      { phase: 'commit', bytes: totalBytes, storedBytes: uploaded.storedBytes, segments: uploaded.segments.length, durationMs },
-      'backup committed',
-    );
-    return { ref, manifest, durationMs, bytesRead: totalBytes, bytesStored: uploaded.storedBytes };
+    await pruneCheckpoints(context.virsh, domainName, {
+      keep: checkpoint,
+      running,
+      qcow2Paths: qcow2Disks.map((disk) => disk.sourcePath!),
+      logger: log,
+    });
+    return result;
   } finally {
-    await source.close();
+    if (!committed && checkpoint) await discardCheckpoint(context, domainName, checkpoint, running, qcow2Disks, log);
   }
+}
+
+/**
+ * Removes the checkpoint of a backup that did not commit. It must not
+ * survive: its bitmap starts at this failed backup, so chaining from it
+ * would lose every write between the last committed backup and now.
+ * Chains only ever start from checkpoints named in committed manifests, so
+ * even a checkpoint left by a killed process is never chained from; this
+ * removes it early to keep bitmaps from piling up.
+ */
+async function discardCheckpoint(
+  context: BackupContext,
+  domain: string,
+  checkpoint: string,
+  running: boolean,
+  qcow2Disks: DiskInfo[],
+  log: Logger,
+): Promise<void> {
+  try {
+    const existing = (await listCheckpoints(context.virsh, domain)).map((item) => item.name);
+    if (existing.includes(checkpoint)) await deleteCheckpoint(context.virsh, domain, checkpoint);
+    if (!running) {
+      for (const disk of qcow2Disks) {
+        if ((await imageBitmaps(disk.sourcePath!)).includes(checkpoint)) await removeImageBitmap(disk.sourcePath!, checkpoint);
+      }
+    }
+    log.info({ checkpoint }, 'checkpoint of the failed backup removed');
+  } catch (error) {
+    log.warn({ checkpoint, err: error }, `cannot remove checkpoint ${checkpoint} of the failed backup; it is never chained from`);
+  }
+}
+
+async function decideChainFor(
+  context: BackupContext,
+  ref: BackupRef,
+  mode: BackupMode,
+  running: boolean,
+  disks: DiskInfo[],
+  qcow2Paths: string[],
+): Promise<ChainDecision> {
+  if (mode === 'full') return { type: 'full', reason: 'full backup requested' };
+
+  // Running domains chain from libvirt checkpoints; shut-off ones from bitmaps present in every qcow2 image.
+  let checkpoints: string[];
+  if (running) {
+    checkpoints = (await listCheckpoints(context.virsh, ref.domain)).map((checkpoint) => checkpoint.name);
+  } else {
+    const perImage = await Promise.all(qcow2Paths.map((path) => imageBitmaps(path)));
+    checkpoints = perImage.length === 0 ? [] : perImage.reduce((common, names) => common.filter((name) => names.includes(name)));
+  }
+
+  return decideChain({
+    store: context.store,
+    host: ref.host,
+    domain: ref.domain,
+    mode,
+    limits: context.config.chain,
+    hostKey: context.signingKey.toPublic(),
+    checkpoints,
+    disks: disks.map((disk) => ({ target: disk.target, format: disk.format ?? 'raw' })),
+  });
+}
+
+interface WriteBackupInput {
+  ref: BackupRef;
+  info: DomainInfo;
+  domainXml: string;
+  source: DiskSource;
+  chain: ChainDecision;
+  checkpoint: string | undefined;
+  started: Date;
+  log: Logger;
+}
+
+async function writeBackup(context: BackupContext, input: WriteBackupInput): Promise<BackupResult> {
+  const { config, store } = context;
+  const { ref, info, domainXml, source, chain, log, started } = input;
+  const snapshotAt = new Date();
+  const plans = await planDisks(source);
+  const nvram = info.nvramPath ? await readNvram(info.nvramPath, ref.domain) : undefined;
+  const metadata = buildMetadata(ref, info, plans, snapshotAt, nvram?.fileName ?? null, chain);
+  const totalBytes = plans.reduce((sum, plan) => sum + totalLength(plan.extents), 0);
+  log.info({ phase: 'snapshot', bytes: totalBytes, source: source.kind, type: chain.type }, 'disks exported, reading extents');
+
+  const progress = context.progress?.start(`backup ${ref.domain}`, totalBytes);
+  const writer = new ArchiveWriter({ mtime: snapshotAt });
+  const producing = produceArchive(writer, {
+    metadata,
+    domainXml,
+    nvram,
+    disks: plans,
+    readsInFlight: config.concurrency.reads,
+    onDiskBytes: (bytes) => progress?.advance(bytes),
+  });
+  producing.catch((error: unknown) => writer.destroy(error as Error));
+
+  let uploaded;
+  try {
+    uploaded = await uploadSegments(writer.stream, {
+      store,
+      encryptor: context.encryptor,
+      ref,
+      segmentSize: config.segmentSize,
+      inFlight: context.segmentsInFlight,
+      signal: context.signal,
+      retention: context.retention(),
+    });
+  } catch (error) {
+    writer.destroy(error as Error);
+    await producing.catch(() => undefined);
+    throw error;
+  } finally {
+    progress?.finish();
+  }
+  const checksums = await producing;
+
+  const parent = chain.type === 'incremental' ? chain.parent! : undefined;
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    repositoryId: context.repositoryId,
+    backupId: ref.backupId,
+    host: ref.host,
+    domain: { name: info.name, uuid: info.uuid },
+    type: chain.type,
+    parent: parent?.backupId ?? null,
+    checkpoint: input.checkpoint ?? null,
+    chain: parent ? { full: parent.chain.full, length: parent.chain.length + 1 } : { full: ref.backupId, length: 0 },
+    startedAt: started.toISOString(),
+    snapshotAt: snapshotAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    tool: { name: 'hvbackup', version: TOOL_VERSION },
+    disks: plans.map((plan) => ({
+      target: plan.target,
+      format: plan.format,
+      sourcePath: plan.sourcePath,
+      virtualSize: plan.virtualSize,
+      storedBytes: checksums.disks[plan.target].storedBytes,
+      extentCount: plan.extents.length,
+      entry: diskEntryName(plan.target),
+    })),
+    nvram: metadata.nvram,
+    archiveBytes: uploaded.archiveBytes,
+    segmentSize: config.segmentSize,
+    segments: uploaded.segments,
+    encryption: { recipients: context.recipientFingerprints, seipdVersion: context.seipdVersion },
+    signer: context.signerFingerprint,
+  };
+
+  context.signal.throwIfAborted();
+  await commitManifest(context, ref, manifest);
+  const durationMs = Date.now() - started.getTime();
+  log.info(
+    { phase: 'commit', type: chain.type, bytes: totalBytes, storedBytes: uploaded.storedBytes, segments: uploaded.segments.length, durationMs },
+    'backup committed',
+  );
+  return { ref, manifest, durationMs, bytesRead: totalBytes, bytesStored: uploaded.storedBytes };
 }
 
 /** Writes the detached signature, then the manifest; the manifest write never overwrites. */
@@ -178,15 +327,17 @@ function selectDisks(domainName: string, disks: DiskInfo[]): DiskInfo[] {
 
 async function planDisks(source: DiskSource): Promise<DiskPlan[]> {
   const plans: DiskPlan[] = [];
-  for (const { disk, client } of source.exports) {
+  for (const { disk, client, dirtyContext } of source.exports) {
     const allocation = await client.mapExtents('base:allocation');
+    const changed = dirtyContext ? dirtyExtents(await client.mapExtents(dirtyContext), allocation) : undefined;
     plans.push({
       target: disk.target,
       format: disk.format as 'qcow2' | 'raw',
       sourcePath: disk.sourcePath ?? '',
       virtualSize: client.size,
-      extents: dataExtents(allocation),
-      zeroExtents: [],
+      extents: changed ? changed.data : dataExtents(allocation),
+      zeroExtents: changed ? changed.zero : [],
+      fullCopy: changed === undefined,
       client,
     });
   }
@@ -210,6 +361,7 @@ function buildMetadata(
   plans: DiskPlan[],
   snapshotAt: Date,
   nvram: string | null,
+  chain: ChainDecision,
 ): ArchiveMetadata {
   return {
     format: 'hvbackup-archive',
@@ -217,8 +369,8 @@ function buildMetadata(
     backupId: ref.backupId,
     host: ref.host,
     domain: { name: info.name, uuid: info.uuid },
-    type: 'full',
-    parent: null,
+    type: chain.type,
+    parent: chain.parent?.backupId ?? null,
     snapshotAt: snapshotAt.toISOString(),
     disks: plans.map((plan) => ({
       target: plan.target,
@@ -226,6 +378,7 @@ function buildMetadata(
       sourcePath: plan.sourcePath,
       virtualSize: plan.virtualSize,
       entry: diskEntryName(plan.target),
+      fullCopy: plan.fullCopy,
       storedBytes: totalLength(plan.extents),
       extentCount: plan.extents.length,
       zeroExtents: plan.zeroExtents.map((extent) => [extent.offset, extent.length] as [number, number]),

@@ -18,6 +18,8 @@ import { QemuNbdServer } from './qemu-nbd.js';
 export interface DiskExport {
   disk: DiskInfo;
   client: NbdClient;
+  /** Block status context with the changes since the parent checkpoint; absent for a full read of this disk. */
+  dirtyContext?: string;
 }
 
 export interface DiskSource {
@@ -35,9 +37,15 @@ export interface OpenDiskSourceOptions {
   /** A directory of its own for this backup, under the configured scratch directory. */
   workDir: string;
   signal: AbortSignal;
+  /** Checkpoint (or offline bitmap) the changed extents are read against; absent for a full backup. */
+  incrementalFrom?: string;
+  /** Checkpoint to create with a running domain's backup job. */
+  checkpoint?: string;
+  /** Disks that cannot carry dirty bitmaps (raw) and are read in full every time. */
+  fullDisks: string[];
 }
 
-const CONTEXTS = ['base:allocation'];
+const ALLOCATION = 'base:allocation';
 
 export async function openDiskSource(options: OpenDiskSourceOptions): Promise<DiskSource> {
   // QEMU runs as its own user and must create the socket and scratch files here.
@@ -52,6 +60,9 @@ async function openPullBackup(options: OpenDiskSourceOptions): Promise<DiskSourc
     socketPath,
     scratchDir: options.workDir,
     disks: options.disks.map((disk) => disk.target),
+    incrementalFrom: options.incrementalFrom,
+    checkpoint: options.checkpoint ? { name: options.checkpoint, description: 'hvbackup' } : undefined,
+    fullDisks: options.fullDisks,
   });
 
   const exports: DiskExport[] = [];
@@ -63,13 +74,15 @@ async function openPullBackup(options: OpenDiskSourceOptions): Promise<DiskSourc
 
   try {
     for (const disk of options.disks) {
+      const incremental = options.incrementalFrom !== undefined && !options.fullDisks.includes(disk.target);
+      const dirtyContext = incremental ? job.dirtyBitmapContext(disk.target) : undefined;
       const client = await NbdClient.connect({
         socketPath: job.socketPath,
         exportName: job.exportName(disk.target),
-        metaContexts: CONTEXTS,
+        metaContexts: dirtyContext ? [ALLOCATION, dirtyContext] : [ALLOCATION],
         signal: options.signal,
       });
-      exports.push({ disk, client });
+      exports.push({ disk, client, dirtyContext });
     }
   } catch (error) {
     await close();
@@ -95,16 +108,24 @@ async function openImages(options: OpenDiskSourceOptions): Promise<DiskSource> {
         });
       }
       const socketPath = join(options.workDir, `${disk.target}.sock`);
+      const bitmap = options.incrementalFrom !== undefined && !options.fullDisks.includes(disk.target) ? options.incrementalFrom : undefined;
       const server = await QemuNbdServer.start({
         imagePath: disk.sourcePath,
         format: disk.format ?? 'raw',
         socketPath,
         exportName: disk.target,
         readOnly: true,
+        bitmap,
       });
       servers.push(server);
-      const client = await NbdClient.connect({ socketPath, exportName: disk.target, metaContexts: CONTEXTS, signal: options.signal });
-      exports.push({ disk, client });
+      const dirtyContext = bitmap ? `qemu:dirty-bitmap:${bitmap}` : undefined;
+      const client = await NbdClient.connect({
+        socketPath,
+        exportName: disk.target,
+        metaContexts: dirtyContext ? [ALLOCATION, dirtyContext] : [ALLOCATION],
+        signal: options.signal,
+      });
+      exports.push({ disk, client, dirtyContext });
     }
   } catch (error) {
     await close();

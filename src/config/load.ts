@@ -91,6 +91,7 @@ export function validateConfig(raw: unknown, path: string): Config {
     signingKey: parsed.signingKey === undefined ? undefined : absolute(parsed.signingKey),
     adminKey: parsed.adminKey === undefined ? undefined : absolute(parsed.adminKey),
     auditFile: parsed.auditFile === null ? null : absolute(parsed.auditFile),
+    metricsFile: parsed.metricsFile === undefined ? undefined : absolute(parsed.metricsFile),
     recipients: parsed.recipients.map(absolute),
   };
 }

@@ -129,6 +129,14 @@ export const configSchema = z
     /** Plaintext bytes per segment, as a number or a size such as "16MiB". */
     segmentSize: z.union([z.number().int().positive(), z.string()]).default('16MiB'),
     encryption: z.object({ aead: z.boolean().default(false) }).strict().default({ aead: false }),
+    /** When `--mode auto` starts a new full backup instead of another incremental. */
+    chain: z
+      .object({
+        maxLength: z.number().int().min(0).max(1000).default(14),
+        maxAgeDays: z.number().positive().default(30),
+      })
+      .strict()
+      .default({ maxLength: 14, maxAgeDays: 30 }),
     concurrency: concurrency.default({ uploads: 4, downloads: 3, reads: 4, domains: 1 }),
     /** What prune keeps. Prune rejects a configuration without it. */
     retention: retention.optional(),

@@ -51,6 +51,8 @@ export const manifestSchema = z
     type: z.enum(['full', 'incremental']),
     parent: z.string().nullable(),
     checkpoint: z.string().nullable(),
+    /** The full backup this chain starts with, and how many incrementals lead here (0 for a full backup). */
+    chain: z.object({ full: z.string(), length: z.number().int().nonnegative() }).strict(),
     startedAt: z.string().datetime(),
     snapshotAt: z.string().datetime(),
     finishedAt: z.string().datetime(),

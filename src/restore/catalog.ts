@@ -3,7 +3,7 @@
  * the catalog is the list of manifest keys. Prefixes without a manifest are
  * unfinished backups and are listed separately, for prune and verify.
  */
-import { isBackupId, MANIFEST_NAME, parseBackupKey, type BackupRef } from '../manifest/layout.js';
+import { backupIdTime, isBackupId, MANIFEST_NAME, parseBackupKey, type BackupRef } from '../manifest/layout.js';
 import type { ObjectStore } from '../repository/store.js';
 import { UsageError } from '../errors.js';
 
@@ -48,7 +48,7 @@ export async function listBackups(
  * latest committed backup. Ambiguity (the same domain name on two hosts) is
  * an error that lists the candidates.
  */
-export async function resolveBackup(store: ObjectStore, selector: string, options: { host?: string } = {}): Promise<BackupRef> {
+export async function resolveBackup(store: ObjectStore, selector: string, options: { host?: string; at?: Date } = {}): Promise<BackupRef> {
   const committed = (await listBackups(store, { host: options.host })).filter((entry) => entry.committed);
 
   if (isBackupId(selector)) {
@@ -64,7 +64,14 @@ export async function resolveBackup(store: ObjectStore, selector: string, option
     });
   }
 
-  const ofDomain = committed.filter((entry) => entry.domain === selector);
+  const all = committed.filter((entry) => entry.domain === selector);
+  const at = options.at;
+  const ofDomain = at ? all.filter((entry) => backupIdTime(entry.backupId) <= at) : all;
+  if (at && all.length > 0 && ofDomain.length === 0) {
+    throw new UsageError(`no backup of domain ${selector} was started at or before ${at.toISOString()}`, {
+      hint: `the oldest is ${all[0].backupId}; run \`hvbackup list ${selector}\``,
+    });
+  }
   if (ofDomain.length === 0) {
     throw new UsageError(`no committed backup of domain ${selector} in ${store.description}`, {
       hint: 'run `hvbackup list` to see the backups, or pass a backup id',

@@ -34,8 +34,8 @@ export interface ExtractedBackup {
 export interface ExtractOptions {
   manifest: Manifest;
   staging: Staging;
-  /** Returns the staging image of a disk, creating it for a full backup. */
-  openDisk: (disk: Manifest['disks'][number]) => Promise<StagingDisk>;
+  /** Returns the staging image of a disk; `fresh` asks for a new empty image (the entry holds the whole disk). */
+  openDisk: (disk: Manifest['disks'][number], fresh: boolean) => Promise<StagingDisk>;
   onBytes?: (bytes: number) => void;
 }
 
@@ -73,8 +73,9 @@ export async function extractBackup(entries: AsyncIterable<ArchiveEntry>, option
       if (entry.realSize !== disk.virtualSize) {
         throw new VerificationError('disk-size', object, `${name} has size ${entry.realSize}, the manifest says ${disk.virtualSize}`);
       }
-      const staged = await options.openDisk(disk);
-      const zeroExtents = metadata?.disks.find((item) => item.target === disk.target)?.zeroExtents ?? [];
+      const described = metadata?.disks.find((item) => item.target === disk.target);
+      const staged = await options.openDisk(disk, described?.fullCopy === true);
+      const zeroExtents = described?.zeroExtents ?? [];
       digests.set(disk.target, await writeDisk(entry, staged.client, zeroExtents, options.onBytes));
     }
   }

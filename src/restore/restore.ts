@@ -10,7 +10,6 @@ import { dirname, join } from 'node:path';
 
 import type { PrivateKey } from 'openpgp';
 
-import { readArchive } from '../archive/reader.js';
 import type { Config } from '../config/load.js';
 import { requireSetting } from '../config/load.js';
 import { keyInfo, readSecretKeyFile, SegmentDecryptor } from '../crypto/index.js';
@@ -27,16 +26,18 @@ import type { Manifest } from '../manifest/schema.js';
 import { openRepository } from '../repository/repository.js';
 import { authorizeAdmin } from './authorize.js';
 import { listBackups, resolveBackup } from './catalog.js';
-import { extractBackup } from './extract.js';
-import { loadTrustedManifest, loadTrustedSigners } from './manifest-check.js';
+import { applyChain } from './apply-chain.js';
+import { loadChain } from './chain.js';
+import { loadTrustedSigners } from './manifest-check.js';
 import { checkDestinations, promote, type PlacedFile } from './promote.js';
-import { readSegments } from './segment-source.js';
-import { Staging, StagingDisk } from './staging.js';
+import { Staging, StagingDisks } from './staging.js';
 
 export interface RestoreOptions {
   /** A backup id, or a domain name for its latest backup. */
   selector: string;
   host?: string;
+  /** With a domain selector: the latest backup started at or before this time. */
+  at?: Date;
   /** Restore as a clone with this name: new UUID, MAC addresses and disk paths. */
   as?: string;
   /** Directory for the disks of a clone; defaults to the directory of each original disk. */
@@ -120,15 +121,18 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
   const trusted = requireSetting(config.trustedSigners, 'trustedSigners', config, 'restore');
   const { store } = await openRepository(config, { create: false });
 
-  const ref = await resolveBackup(store, options.selector, { host: options.host });
+  const ref = await resolveBackup(store, options.selector, { host: options.host, at: options.at });
   onResolved(ref);
   const log = options.logger.child({ domain: ref.domain, backupId: ref.backupId });
   log.info({ phase: 'restore-request', as: options.as, replace: options.replace }, 'restore requested');
 
   const trustedKeys = await loadTrustedSigners(store, trusted);
-  const { manifest } = await loadTrustedManifest(store, ref, trustedKeys);
-  await options.audit.record({ action: 'verification', result: 'ok', ...refFields(ref), check: 'manifest-signature', object: manifestKey(ref) });
-  checkRecipient(manifest, adminKey, manifestKey(ref));
+  const chain = await loadChain(store, ref, trustedKeys);
+  const manifest = chain[chain.length - 1].manifest;
+  for (const link of chain) {
+    await options.audit.record({ action: 'verification', result: 'ok', ...refFields(link.ref), check: 'manifest-signature', object: manifestKey(link.ref) });
+    checkRecipient(link.manifest, adminKey, manifestKey(link.ref));
+  }
   await checkRollback(store, ref, manifest, { maxAgeDays: config.restore.maxAgeDays, allowed: options.allowRollback });
 
   const domainName = options.as ? checkName('domain', options.as) : manifest.domain.name;
@@ -146,49 +150,30 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
   }
 
   const staging = await Staging.create(config.stagingDir, `${domainName}-${ref.backupId}`);
-  const stagingDisks = new Map<string, StagingDisk>();
   const decryptor = await SegmentDecryptor.create({
     decryptionKeys: [adminKey],
     verificationKeys: trustedKeys,
     workers: config.concurrency.workers,
   });
+  const stagingDisks = new StagingDisks(staging);
 
   try {
-    const totalBytes = manifest.disks.reduce((sum, disk) => sum + disk.storedBytes, 0);
-    const progress = options.progress?.start(`restore ${ref.domain}`, totalBytes);
-    const plaintext = readSegments({
+    const extracted = await applyChain(chain, {
       store,
       decryptor,
-      ref,
-      segments: manifest.segments,
+      staging,
+      disks: stagingDisks,
       trustedSigners: trustedKeys.map((key) => keyInfo(key).fingerprint),
       readAhead: config.concurrency.downloads,
       signal: options.signal,
+      progress: options.progress,
+      log,
     });
-
-    const extracted = await extractBackup(readArchive(plaintext), {
-      manifest,
-      staging,
-      onBytes: (bytes) => progress?.advance(bytes),
-      openDisk: async (disk) => {
-        const staged = await StagingDisk.create({
-          path: staging.path(`${disk.target}.${disk.format}`),
-          format: disk.format,
-          virtualSize: disk.virtualSize,
-          socketPath: staging.path(`${disk.target}.sock`),
-        });
-        stagingDisks.set(disk.target, staged);
-        return staged;
-      },
-    });
-    progress?.finish();
-
-    for (const disk of stagingDisks.values()) await disk.close({ flush: true });
-    log.info({ phase: 'verify', result: 'ok', segments: manifest.segments.length, bytes: totalBytes }, 'all segments, signatures and disk checksums verified');
+    await stagingDisks.closeAll({ flush: true });
     await options.audit.record({ action: 'verification', result: 'ok', ...refFields(ref), check: 'segments-and-disks', object: manifestKey(ref) });
 
     const files: PlacedFile[] = diskDestinations.map((destination) => ({
-      staged: stagingDisks.get(destination.target)!.path,
+      staged: stagingDisks.path(destination.target),
       destination: destination.path,
     }));
     let domainXml = extracted.domainXml;
@@ -220,7 +205,7 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
     });
     return { ref, domain: domainName, disks: diskDestinations, durationMs };
   } finally {
-    await Promise.allSettled([...stagingDisks.values()].map((disk) => disk.close({ flush: false })));
+    await stagingDisks.closeAll({ flush: false }).catch(() => undefined);
     await decryptor.close();
     await staging.remove();
   }

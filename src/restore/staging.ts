@@ -86,3 +86,50 @@ export class StagingDisk {
     }
   }
 }
+
+/**
+ * The staging images of one restore, one per disk target, kept open across
+ * the backups of a chain.
+ */
+export class StagingDisks {
+  private readonly open_ = new Map<string, StagingDisk>();
+  private readonly paths = new Map<string, string>();
+
+  constructor(private readonly staging: Staging) {}
+
+  async open(disk: { target: string; format: 'qcow2' | 'raw'; virtualSize: number }, options: { fresh: boolean }): Promise<StagingDisk> {
+    const existing = this.open_.get(disk.target);
+    if (existing && !options.fresh) return existing;
+    if (existing) {
+      await existing.close({ flush: false });
+      this.open_.delete(disk.target);
+    }
+
+    const path = this.staging.path(`${disk.target}.${disk.format}`);
+    await rm(path, { force: true });
+    const staged = await StagingDisk.create({
+      path,
+      format: disk.format,
+      virtualSize: disk.virtualSize,
+      socketPath: this.staging.path(`${disk.target}.sock`),
+    });
+    this.open_.set(disk.target, staged);
+    this.paths.set(disk.target, path);
+    return staged;
+  }
+
+  /** Staging image path of a disk target. */
+  path(target: string): string {
+    const path = this.paths.get(target);
+    if (!path) throw new Error(`no staging image for disk ${target}`);
+    return path;
+  }
+
+  async closeAll(options: { flush: boolean }): Promise<void> {
+    const disks = [...this.open_.values()];
+    this.open_.clear();
+    const results = await Promise.allSettled(disks.map((disk) => disk.close(options)));
+    const failed = results.find((result) => result.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+}

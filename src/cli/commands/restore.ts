@@ -3,12 +3,14 @@ import type { Command } from 'commander';
 import { AuditLog } from '../../audit/audit-log.js';
 import { restoreBackup } from '../../restore/restore.js';
 import { confirmOnTerminal } from '../confirm.js';
+import { UsageError } from '../../errors.js';
 import { progressFor } from '../../log/progress.js';
 import { runCommand, type GlobalOptions } from '../run.js';
 
 interface RestoreCommandOptions {
   as?: string;
   host?: string;
+  at?: string;
   storageDir?: string;
   replace?: boolean;
   allowRollback?: boolean;
@@ -24,6 +26,7 @@ export function registerRestore(program: Command): void {
     .argument('<backup>', 'a backup id, or a domain name for its latest backup')
     .option('--as <name>', 'restore as a clone with this name: new UUID, new MAC addresses, new disk paths')
     .option('--storage-dir <dir>', 'directory for the disks and NVRAM of a clone (default: next to the originals)')
+    .option('--at <time>', 'with a domain name: restore the latest backup started at or before this time (ISO 8601, e.g. 2026-12-01T02:00Z)')
     .option('--host <name>', 'the host that took the backup, when several hosts share the repository')
     .option('--replace', 'overwrite an existing domain and its disks (the domain must be shut off)')
     .option('--allow-rollback', 'allow a backup older than restore.maxAgeDays or older than the latest backup of the domain')
@@ -36,6 +39,7 @@ export function registerRestore(program: Command): void {
         const result = await restoreBackup(config, {
           selector,
           host: options.host,
+          at: parseTime(options.at),
           as: options.as,
           storageDir: options.storageDir,
           replace: options.replace === true,
@@ -56,4 +60,13 @@ export function registerRestore(program: Command): void {
         }
       });
     });
+}
+
+function parseTime(text: string | undefined): Date | undefined {
+  if (text === undefined) return undefined;
+  const time = new Date(text);
+  if (Number.isNaN(time.getTime())) {
+    throw new UsageError(`invalid --at "${text}": expected an ISO 8601 time such as 2026-12-01T02:00:00Z`);
+  }
+  return time;
 }

@@ -1,0 +1,88 @@
+/**
+ * Choosing between a full and an incremental backup. An incremental is only
+ * safe when the parent's libvirt checkpoint still exists (its dirty bitmap
+ * holds every write since the parent) and the disks are the same ones the
+ * parent saw; anything else falls back to a full backup with the reason
+ * logged, because a wrong chain silently loses writes at restore time.
+ */
+import type { PublicKey } from 'openpgp';
+
+import { UsageError } from '../errors.js';
+import { loadTrustedManifest } from '../restore/manifest-check.js';
+import { listBackups } from '../restore/catalog.js';
+import { backupIdTime } from '../manifest/layout.js';
+import type { Manifest } from '../manifest/schema.js';
+import type { ObjectStore } from '../repository/store.js';
+
+export type BackupMode = 'full' | 'incremental' | 'auto';
+
+export interface ChainLimits {
+  /** Incrementals after a full backup before the next full one. */
+  maxLength: number;
+  /** Days after a full backup before the next full one. */
+  maxAgeDays: number;
+}
+
+export interface ChainDecision {
+  type: 'full' | 'incremental';
+  parent?: Manifest;
+  reason: string;
+}
+
+export interface ChainInput {
+  store: ObjectStore;
+  host: string;
+  domain: string;
+  mode: BackupMode;
+  limits: ChainLimits;
+  /** The host's own public key: only manifests it signed can be parents. */
+  hostKey: PublicKey;
+  /** Names of the domain's checkpoints in libvirt right now. */
+  checkpoints: string[];
+  /** Current disks: target and format. */
+  disks: { target: string; format: string }[];
+  now?: Date;
+}
+
+export async function decideChain(input: ChainInput): Promise<ChainDecision> {
+  if (input.mode === 'full') return { type: 'full', reason: 'full backup requested' };
+
+  const fallback = (reason: string): ChainDecision => {
+    if (input.mode === 'incremental') {
+      throw new UsageError(`cannot take an incremental backup of ${input.domain}: ${reason}`, {
+        hint: 'run with --mode full or --mode auto to start a new chain',
+      });
+    }
+    return { type: 'full', reason };
+  };
+
+  const committed = (await listBackups(input.store, { host: input.host, domain: input.domain })).filter((entry) => entry.committed);
+  const latest = committed.at(-1);
+  if (!latest) return fallback('no earlier backup of this domain');
+
+  let parent: Manifest;
+  try {
+    parent = (await loadTrustedManifest(input.store, latest, [input.hostKey])).manifest;
+  } catch (error) {
+    return fallback(`latest backup ${latest.backupId} cannot be verified with this host's key: ${(error as Error).message}`);
+  }
+
+  if (!parent.checkpoint) return fallback(`latest backup ${parent.backupId} created no checkpoint`);
+  if (!input.checkpoints.includes(parent.checkpoint)) {
+    return fallback(`checkpoint ${parent.checkpoint} of backup ${parent.backupId} is missing in libvirt (deleted, or the domain was restored)`);
+  }
+
+  const before = parent.disks.map((disk) => `${disk.target}:${disk.format}`).join(',');
+  const now = input.disks.map((disk) => `${disk.target}:${disk.format}`).join(',');
+  if (before !== now) return fallback(`disks changed since backup ${parent.backupId} (${before} -> ${now})`);
+
+  if (parent.chain.length + 1 > input.limits.maxLength) {
+    return fallback(`chain from ${parent.chain.full} reached ${parent.chain.length} incrementals (limit ${input.limits.maxLength})`);
+  }
+  const fullAgeDays = ((input.now ?? new Date()).getTime() - backupIdTime(parent.chain.full).getTime()) / 86_400_000;
+  if (fullAgeDays > input.limits.maxAgeDays) {
+    return fallback(`chain from ${parent.chain.full} is older than ${input.limits.maxAgeDays} days`);
+  }
+
+  return { type: 'incremental', parent, reason: `incremental on top of ${parent.backupId} (checkpoint ${parent.checkpoint})` };
+}
