@@ -58,7 +58,7 @@ export async function checkBoot(
     if (remaining <= 0) break;
     try {
       // --timeout bounds how long libvirt waits for one answer, in seconds.
-      await libvirt.virsh.run(['qemu-agent-command', name, GUEST_PING, '--timeout', String(Math.min(remaining, 5))]);
+      await libvirt.virsh.run(['qemu-agent-command', name, GUEST_PING, '--timeout', String(Math.min(remaining, 5))], { domain: name });
       check.guestAgent = 'answered';
       return { check, finishedAt: Date.now() };
     } catch (error) {
