@@ -32,7 +32,13 @@ export interface PullBackupOptions {
   disks: string[];
   /** Checkpoint to back up changes from. Without it the job exports full disks. */
   incrementalFrom?: string;
-  /** Checkpoint to create when the job begins, recording a dirty bitmap for each exported disk. */
+  /**
+   * Disks read in full every time, for example raw disks, which cannot hold
+   * dirty bitmaps. They get no bitmap in a new checkpoint and, in an
+   * incremental job, are exported whole without a dirty bitmap context.
+   */
+  fullDisks?: string[];
+  /** Checkpoint to create when the job begins, recording a dirty bitmap for each exported disk except `fullDisks`. */
   checkpoint?: { name: string; description?: string };
 }
 
@@ -123,7 +129,7 @@ export class PullBackupJob {
 
     const allTargets = info.disks.map((disk) => disk.target);
     const backupXml = pullBackupXml({ ...options, allTargets });
-    const checkpointXml = options.checkpoint === undefined ? undefined : checkpointCreateXml({ ...options.checkpoint, disks: options.disks, allTargets });
+    const checkpointXml = options.checkpoint === undefined ? undefined : checkpointCreateXml({ ...options.checkpoint, disks: options.disks, allTargets, fullDisks: options.fullDisks });
 
     await withTempFile('backup.xml', backupXml, async (backupPath) => {
       if (checkpointXml === undefined) {

@@ -16,6 +16,8 @@ export interface BackupXmlOptions {
   /** Every disk target of the domain. Those not in `disks` are listed with backup='no', because libvirt includes unlisted disks. */
   allTargets: string[];
   incrementalFrom?: string;
+  /** Targets exported in full even in an incremental job, for example raw disks, which cannot hold dirty bitmaps. */
+  fullDisks?: string[];
 }
 
 /** Returns the scratch file for a disk. QEMU keeps there the old content of blocks the guest overwrites during the job. */
@@ -31,7 +33,9 @@ export function pullBackupXml(options: BackupXmlOptions): string {
 
   for (const target of options.allTargets) {
     if (options.disks.includes(target)) {
-      lines.push(`    <disk name='${escapeXml(target)}' backup='yes' type='file'>`);
+      // backupmode='full' makes libvirt export this disk whole and without a dirty bitmap context.
+      const mode = options.incrementalFrom !== undefined && options.fullDisks?.includes(target) ? ` backupmode='full'` : '';
+      lines.push(`    <disk name='${escapeXml(target)}' backup='yes'${mode} type='file'>`);
       lines.push(`      <scratch file='${escapeXml(scratchPath(options.scratchDir, target))}'/>`);
       lines.push('    </disk>');
     } else {
@@ -48,16 +52,18 @@ export interface CheckpointXmlOptions {
   description?: string;
   disks: string[];
   allTargets: string[];
+  /** Targets that get no bitmap, because their format cannot hold one (raw). */
+  fullDisks?: string[];
 }
 
-/** Builds a checkpoint that records a dirty bitmap for each disk in `disks` and none for the others. */
+/** Builds a checkpoint that records a dirty bitmap for each disk in `disks`, except `fullDisks`, and none for the others. */
 export function checkpointCreateXml(options: CheckpointXmlOptions): string {
   const lines = ['<domaincheckpoint>', `  <name>${escapeXml(options.name)}</name>`];
   if (options.description !== undefined) lines.push(`  <description>${escapeXml(options.description)}</description>`);
   lines.push('  <disks>');
 
   for (const target of options.allTargets) {
-    const mode = options.disks.includes(target) ? 'bitmap' : 'no';
+    const mode = options.disks.includes(target) && !options.fullDisks?.includes(target) ? 'bitmap' : 'no';
     lines.push(`    <disk name='${escapeXml(target)}' checkpoint='${mode}'/>`);
   }
 
