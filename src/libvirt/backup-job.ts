@@ -1,5 +1,5 @@
 /**
- * A pull-mode backup job: libvirt asks QEMU to export each selected disk, as
+ * A pull-mode backup job: libvirt makes QEMU export each selected disk, as
  * it was when the job began, over NBD on a unix socket. The reader (our NBD
  * client) pulls the blocks it wants. The job stays open until it is aborted,
  * so every caller must call end(), also on failure paths.

@@ -62,8 +62,10 @@ function rewriteDiskPaths(devices: Element, diskPaths: Map<string, string>): voi
     if (target === undefined || !diskPaths.has(target)) continue;
 
     const type = attributeOf(disk, 'type') ?? 'file';
-    const attribute = type === 'file' ? 'file' : type === 'block' ? 'dev' : undefined;
-    if (attribute === undefined) {
+    let attribute: string;
+    if (type === 'file') attribute = 'file';
+    else if (type === 'block') attribute = 'dev';
+    else {
       throw new LibvirtError(`disk '${target}' has source type '${type}', and only file and block sources can get a new path`);
     }
 

@@ -7,7 +7,7 @@ import { DOMParser, XMLSerializer, type Document, type Element } from '@xmldom/x
 import { LibvirtError } from '../errors.js';
 
 /** Parses XML and throws LibvirtError on any error, naming what was parsed. */
-export function parseXml(xml: string, what: string): Document {
+export function parseXml(xml: string, description: string): Document {
   try {
     const document = new DOMParser({
       onError: (level, message) => {
@@ -18,7 +18,7 @@ export function parseXml(xml: string, what: string): Document {
     if (!document.documentElement) throw new Error('no root element');
     return document;
   } catch (error) {
-    throw new LibvirtError(`${what} is not valid XML: ${(error as Error).message}`, {
+    throw new LibvirtError(`${description} is not valid XML: ${(error as Error).message}`, {
       hint: 'pass the output of virsh dumpxml unchanged',
       cause: error,
     });
