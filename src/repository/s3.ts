@@ -25,7 +25,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { AlreadyExistsError, NotFoundError, RepositoryError } from '../errors.js';
 import { validateKey, validatePrefix } from './keys.js';
 import { deleteKeys } from './s3-delete.js';
-import { attemptCount, bucketNotFound, errorName, httpStatus, s3Failure, type S3Context } from './s3-errors.js';
+import { attemptCount, bucketNotFound, errorName, httpStatus, isNetworkError, s3Failure, type S3Context } from './s3-errors.js';
 import type { DeleteResult, GetOptions, ObjectInfo, ObjectStore, PutOptions, Retention } from './store.js';
 
 export interface S3StoreOptions {
@@ -72,6 +72,7 @@ export class S3Store implements ObjectStore {
   private readonly endpointText: string;
   private readonly defaultRetention: S3StoreOptions['defaultRetention'];
   private readonly listPageSize: number;
+  private readonly maxAttempts: number;
   private bucketChecked: Promise<void> | undefined;
 
   constructor(options: S3StoreOptions) {
@@ -81,6 +82,7 @@ export class S3Store implements ObjectStore {
     this.description = `s3://${this.bucket}/${this.prefix} at ${this.endpointText}`;
     this.defaultRetention = options.defaultRetention;
     this.listPageSize = Math.min(options.listPageSize ?? maxListPageSize, maxListPageSize);
+    this.maxAttempts = options.maxAttempts ?? defaultMaxAttempts;
 
     // Lenient on purpose: RGW and old AWS buckets may contain capitals or underscores.
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]{2,254}$/.test(this.bucket)) {
@@ -101,7 +103,7 @@ export class S3Store implements ObjectStore {
       region: options.region,
       forcePathStyle: options.forcePathStyle,
       credentials: options.credentials,
-      maxAttempts: options.maxAttempts ?? defaultMaxAttempts,
+      maxAttempts: this.maxAttempts,
       retryMode: 'standard',
       // With the SDK's default CRC32 checksums, RGW 16.2 rejects stream uploads with HTTP 411.
       requestChecksumCalculation: 'WHEN_REQUIRED',
@@ -150,17 +152,29 @@ export class S3Store implements ObjectStore {
     validateKey(key);
     const fullKey = this.prefix + key;
 
-    let bytes: Uint8Array;
+    let bytes: Uint8Array | undefined;
     let expectedLength: number | undefined;
-    try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: fullKey }), { abortSignal: options.signal });
+    // The SDK retries a request only until the response headers arrive, so a
+    // connection cut or stalled while the body streams is retried here, up to
+    // the same number of attempts.
+    for (let attempt = 1; bytes === undefined; attempt += 1) {
+      let response;
+      try {
+        response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: fullKey }), { abortSignal: options.signal });
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        if (errorName(error) === 'NoSuchKey') throw new NotFoundError(key, { cause: error });
+        throw s3Failure(error, this.context('reading', fullKey));
+      }
+
       expectedLength = response.ContentLength;
-      if (!response.Body) throw new Error('response has no body');
-      bytes = await response.Body.transformToByteArray();
-    } catch (error) {
-      if (options.signal?.aborted) throw error;
-      if (errorName(error) === 'NoSuchKey') throw new NotFoundError(key, { cause: error });
-      throw s3Failure(error, this.context('reading', fullKey));
+      try {
+        if (!response.Body) throw new Error('response has no body');
+        bytes = await response.Body.transformToByteArray();
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        if (!isNetworkError(error) || attempt >= this.maxAttempts) throw s3Failure(error, this.context('reading', fullKey));
+      }
     }
 
     if (expectedLength !== undefined && bytes.byteLength !== expectedLength) {
