@@ -48,7 +48,7 @@ export async function drillDomain(config: Config, domain: string, context: Drill
   let failed = false;
   try {
     const restore = await restoreBackup(
-      // Staging inside the sandbox keeps every byte the drill writes under one directory.
+      // Staging under drill.sandboxDir keeps every byte the drill writes below that directory.
       { ...config, stagingDir: sandbox.stagingDir },
       {
         selector: domain,

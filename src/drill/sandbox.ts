@@ -1,7 +1,6 @@
 /**
  * The sandbox of one drill: a domain named drill-<domain>-<UTC time> and a
- * directory under drill.sandboxDir that holds its staging area, disks and
- * NVRAM. Removal only ever touches a domain whose name starts with the
+ * directory under drill.sandboxDir that holds its disks and NVRAM. Removal only ever touches a domain whose name starts with the
  * drill prefix and the directory the sandbox created, so a drill cannot
  * remove the domain it restored from.
  */
@@ -21,7 +20,11 @@ export interface Sandbox {
   directory: string;
   /** Where restore puts the disks and NVRAM of the sandbox domain. */
   storageDir: string;
-  /** Staging area of the restore, on the same file system as storageDir so promotion is a rename. */
+  /**
+   * Parent of the restore's staging directory: drill.sandboxDir itself, on
+   * the same file system as storageDir so promotion is a rename. restore
+   * creates and removes its own subdirectory there.
+   */
   stagingDir: string;
 }
 
@@ -39,7 +42,11 @@ export function sandboxName(domain: string, at: Date): string {
 export async function createSandbox(sandboxDir: string, domain: string, at: Date): Promise<Sandbox> {
   const name = sandboxName(domain, at);
   const directory = join(sandboxDir, name);
-  const sandbox = { name, directory, storageDir: join(directory, 'disks'), stagingDir: join(directory, 'staging') };
+  // NOTE: restore puts the NBD socket of each disk inside its staging
+  // directory, whose name repeats the sandbox name. A UNIX socket path must
+  // stay below 108 bytes, so the staging parent is the short sandboxDir and
+  // not a directory of this sandbox. Long domain names can still exceed it.
+  const sandbox = { name, directory, storageDir: join(directory, 'disks'), stagingDir: sandboxDir };
 
   await mkdir(sandboxDir, { recursive: true });
   try {

@@ -6,7 +6,6 @@
  */
 import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, open, readdir, readFile, rm, chmod } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -70,10 +69,11 @@ describe.skipIf(!available('libvirt', 'qemu-img'))('hvbackup drill', () => {
   }
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'hvb-drill-'));
+    // A short path: restore's NBD sockets live below the sandbox directory, and a UNIX socket path must stay below 108 bytes.
+    work = await mkdtemp('/tmp/hvbd-');
     // QEMU runs as another user and must reach the sandbox disks below this directory.
     await chmod(work, 0o711);
-    sandboxDir = join(work, 'sandbox');
+    sandboxDir = join(work, 's');
     metricsFile = join(work, 'textfile', 'hvbackup-drill.prom');
     keys = await createTestKeys(work);
     await removeSandboxes(SANDBOX_PREFIX);

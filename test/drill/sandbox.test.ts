@@ -35,7 +35,7 @@ describe('sandbox', () => {
   });
 
   it('removal commands name domain and directory', () => {
-    const commands = removalCommands({ name: 'drill-db-20261204T050000', directory: '/srv/d', storageDir: '/srv/d/disks', stagingDir: '/srv/d/staging' }, 'qemu:///system');
+    const commands = removalCommands({ name: 'drill-db-20261204T050000', directory: '/srv/d', storageDir: '/srv/d/disks', stagingDir: '/srv' }, 'qemu:///system');
     expect(commands).toEqual([
       'virsh -c qemu:///system destroy drill-db-20261204T050000',
       'virsh -c qemu:///system undefine --nvram drill-db-20261204T050000',
