@@ -11,7 +11,9 @@ import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 
 import { RefusedError } from '../errors.js';
+import { deleteCheckpoint, listCheckpoints } from '../libvirt/checkpoints.js';
 import type { Domains } from '../libvirt/domain.js';
+import type { Virsh } from '../libvirt/virsh.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -54,8 +56,17 @@ export async function checkDestinations(domains: Domains, plan: Omit<PromotionPl
   }
 }
 
-export async function promote(domains: Domains, plan: PromotionPlan, suffix: string): Promise<void> {
+export async function promote(domains: Domains, virsh: Virsh, plan: PromotionPlan, suffix: string): Promise<void> {
   await checkDestinations(domains, { ...plan, destinations: plan.files.map((file) => file.destination) });
+
+  // Restored images carry no dirty bitmaps, so checkpoints of the replaced
+  // domain describe bitmaps that no longer exist: drop their metadata, which
+  // also makes the next backup start a new chain with a full backup.
+  if (plan.replace && (await domains.exists(plan.domainName))) {
+    for (const checkpoint of await listCheckpoints(virsh, plan.domainName)) {
+      await deleteCheckpoint(virsh, plan.domainName, checkpoint.name, { metadataOnly: true });
+    }
+  }
 
   const setAside: { original: string; aside: string }[] = [];
   const placed: string[] = [];

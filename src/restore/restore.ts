@@ -194,7 +194,7 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
       files.push({ staged: extracted.nvramPath, destination: nvramDestination });
     }
 
-    await promote(domains, { domainName, domainXml, files, replace: options.replace }, randomBytes(4).toString('hex'));
+    await promote(domains, virsh, { domainName, domainXml, files, replace: options.replace }, randomBytes(4).toString('hex'));
     const durationMs = Date.now() - started;
     log.info({ phase: 'promote', result: 'ok', as: domainName, durationMs }, 'restore promoted');
     await options.audit.record({

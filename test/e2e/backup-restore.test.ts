@@ -63,7 +63,7 @@ describe.skipIf(!enabled)('backup and restore end to end', () => {
     const before = await domainInfo(domain.name);
     const references = await referenceCopies(domain.disks);
     const nvramBefore = before.nvramPath ? await readFile(before.nvramPath) : undefined;
-    await virsh('undefine', domain.name, '--nvram');
+    await virsh('undefine', domain.name, '--nvram', '--checkpoints-metadata');
     await removeFiles(domain.disks.map((disk) => disk.path));
 
     const restore = await runCli(['--config', config, 'restore', '--yes', domain.name], { env });

@@ -42,7 +42,7 @@ describe.skipIf(!enabled)('clone and break-glass restore', () => {
 
   afterAll(async () => {
     await virsh('destroy', cloneName).catch(() => undefined);
-    await virsh('undefine', cloneName, '--nvram').catch(() => undefined);
+    await virsh('undefine', cloneName, '--nvram', '--checkpoints-metadata').catch(() => undefined);
     await domain?.cleanup().catch(() => undefined);
     await rm(work, { recursive: true, force: true });
   });

@@ -1,6 +1,6 @@
 /** Writes an hvbackup configuration file for a test. */
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 import type { TestKeys } from './setup-keys.js';
 
@@ -12,6 +12,10 @@ export async function writeTestConfig(
   dir: string,
   options: { keys: TestKeys; repository: TestRepository; extra?: Record<string, unknown> },
 ): Promise<string> {
+  // QEMU runs as its own user and must reach the scratch directory below `dir`;
+  // mkdtemp creates directories with mode 0700, so open `dir` and its parent for traversal.
+  await chmod(dirname(dir), 0o755);
+  await chmod(dir, 0o755);
   const path = join(dir, 'config.json');
   const config = {
     repository: options.repository,

@@ -47,6 +47,9 @@ export async function setup(): Promise<void> {
   }
 
   if (!process.env.HVBACKUP_TEST_S3_ENDPOINT && commandExists('radosgw') && existsSync(join(root, 'test/services/rgw.sh'))) {
+    // One gateway per test run: runs started side by side must not stop each other's.
+    // The directory name stays short because Ceph's admin socket paths must fit in 107 bytes.
+    process.env.HVBACKUP_RGW_DIR ??= `/tmp/hvb-rgw-${process.pid}`;
     exportVariables(runService('rgw.sh', 'start'));
     started.push('rgw.sh');
   }
