@@ -86,7 +86,11 @@ let
       (builtins.elemAt rule 5)
     ];
   tmpfilesRules = map tmpfilesRule (
-    builtins.filter (rule: cfg.drill.enable || builtins.elemAt rule 1 != defaults.drillDir) data.tmpfiles
+    builtins.filter (
+      rule:
+      cfg.drill.enable
+      || (builtins.elemAt rule 1 != defaults.drillDir && builtins.elemAt rule 1 != defaults.drillLogDir)
+    ) data.tmpfiles
   );
 
   polkitSettings = {

@@ -29,6 +29,8 @@ export const defaults = {
   scratchDir: '/var/lib/hvbackup/scratch',
   stagingDir: '/var/lib/hvbackup/staging',
   drillDir: '/var/lib/hvbackup-drill',
+  logDir: '/var/log/hvbackup',
+  drillLogDir: '/var/log/hvbackup-drill',
   schedule: 'daily',
   randomizedDelaySec: '1h',
   drillSchedule: 'weekly',
@@ -102,7 +104,7 @@ export function units(values = defaults) {
         // The host signing key stays readable by root only; systemd copies
         // it into $CREDENTIALS_DIRECTORY for this run of the service.
         LoadCredential: `host-key:${values.hostKeyFile}`,
-        ReadWritePaths: [values.stateDir, values.scratchDir, values.stagingDir],
+        ReadWritePaths: [values.stateDir, values.scratchDir, values.stagingDir, values.logDir],
         // Lock files of the running job live in /run/hvbackup.
         RuntimeDirectory: 'hvbackup',
         Nice: '10',
@@ -135,7 +137,9 @@ export function units(values = defaults) {
         Group: values.drillGroup,
         ExecStart: drillCommand,
         LoadCredential: `drill-key:${values.drillKeyFile}`,
-        ReadWritePaths: [values.drillDir],
+        // The drill user keeps its own audit trail: it cannot write the backup user's.
+        Environment: `HVBACKUP_AUDIT_FILE=${values.drillLogDir}/audit.jsonl`,
+        ReadWritePaths: [values.drillDir, values.drillLogDir],
         RuntimeDirectory: 'hvbackup-drill',
         Nice: '10',
         IOSchedulingClass: 'idle',
@@ -170,6 +174,8 @@ export function tmpfiles(values = defaults) {
     ['d', values.scratchDir, '2770', values.user, values.group, '-'],
     ['d', values.stagingDir, '0700', values.user, values.group, '-'],
     ['d', values.drillDir, '0750', values.drillUser, values.drillGroup, '-'],
+    ['d', values.logDir, '0750', values.user, values.group, '-'],
+    ['d', values.drillLogDir, '0750', values.drillUser, values.drillGroup, '-'],
   ];
 }
 

@@ -115,7 +115,7 @@ async function backupLocked(
       domain: domainName,
       running,
       disks,
-      workDir: join(config.scratchDir, `${domainName}-${ref.backupId}`),
+      workDir: join(config.scratchDir, ref.backupId),
       signal: context.signal,
       incrementalFrom: chain.parent?.checkpoint ?? undefined,
       checkpoint: running ? checkpoint : undefined,

@@ -47,7 +47,16 @@ export interface OpenDiskSourceOptions {
 
 const ALLOCATION = 'base:allocation';
 
+/** Longest unix socket path Linux accepts (sun_path is 108 bytes with the final NUL). */
+const MAX_SOCKET_PATH_BYTES = 107;
+
 export async function openDiskSource(options: OpenDiskSourceOptions): Promise<DiskSource> {
+  const longest = join(options.workDir, `${'x'.repeat(16)}.sock`);
+  if (Buffer.byteLength(longest) > MAX_SOCKET_PATH_BYTES) {
+    throw new LibvirtError(`NBD socket paths under ${options.workDir} would exceed ${MAX_SOCKET_PATH_BYTES} bytes, the unix socket limit`, {
+      hint: 'set "scratchDir" in the configuration to a shorter path such as /var/lib/hvbackup/scratch',
+    });
+  }
   // QEMU runs as its own user and must create the socket and scratch files here.
   await mkdir(options.workDir, { recursive: true, mode: 0o711 });
   return options.running ? openPullBackup(options) : openImages(options);

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 
 import { ConfigError } from '../errors.js';
@@ -88,12 +89,25 @@ export function validateConfig(raw: unknown, path: string): Config {
     scratchDir: absolute(parsed.scratchDir),
     stagingDir: absolute(parsed.stagingDir),
     stateDir: absolute(parsed.stateDir),
-    signingKey: parsed.signingKey === undefined ? undefined : absolute(parsed.signingKey),
+    signingKey: parsed.signingKey === undefined ? credentialFile('host-key') : absolute(parsed.signingKey),
     adminKey: parsed.adminKey === undefined ? undefined : absolute(parsed.adminKey),
-    auditFile: parsed.auditFile === null ? null : absolute(parsed.auditFile),
+    // A service that must write its audit trail elsewhere (the drill service) sets HVBACKUP_AUDIT_FILE.
+    auditFile: process.env.HVBACKUP_AUDIT_FILE ?? (parsed.auditFile === null ? null : absolute(parsed.auditFile)),
     metricsFile: parsed.metricsFile === undefined ? undefined : absolute(parsed.metricsFile),
     recipients: parsed.recipients.map(absolute),
   };
+}
+
+/**
+ * Returns the path of a systemd credential (LoadCredential=NAME:...) when the
+ * service provides it: $CREDENTIALS_DIRECTORY, or HVBACKUP_CREDENTIALS_DIR
+ * outside systemd.
+ */
+export function credentialFile(name: string): string | undefined {
+  const directory = process.env.HVBACKUP_CREDENTIALS_DIR ?? process.env.CREDENTIALS_DIRECTORY;
+  if (!directory) return undefined;
+  const path = join(directory, name);
+  return existsSync(path) ? path : undefined;
 }
 
 function formatIssues(error: z.ZodError): string {

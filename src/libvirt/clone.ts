@@ -21,6 +21,12 @@ export interface RewriteOptions {
   diskPaths?: Map<string, string>;
   nvramPath?: string;
   removeInterfaces?: boolean;
+  /**
+   * Directory for the files of file-backed serial, console and parallel
+   * devices. A clone that kept the original's paths would write into the
+   * original domain's log files.
+   */
+  characterDeviceDir?: string;
 }
 
 /** Returns a random MAC address in 52:54:00:xx:xx:xx, the range QEMU and libvirt use for guests. */
@@ -80,6 +86,19 @@ function rewriteDiskPaths(devices: Element, diskPaths: Map<string, string>): voi
   }
 }
 
+function rewriteCharacterDevices(devices: Element, directory: string, domainName: string): void {
+  let index = 0;
+  for (const kind of ['serial', 'console', 'parallel']) {
+    for (const device of childElements(devices, kind)) {
+      if (attributeOf(device, 'type') !== 'file') continue;
+      const source = firstChild(device, 'source');
+      if (source === undefined) continue;
+      source.setAttribute('path', `${directory}/${domainName}-${kind}-${index}.log`);
+      index += 1;
+    }
+  }
+}
+
 function rewriteNvram(document: Document, root: Element, nvramPath: string): void {
   const os = firstChild(root, 'os');
   const nvram = os === undefined ? undefined : firstChild(os, 'nvram');
@@ -124,6 +143,11 @@ export function rewriteDomainXml(xml: string, options: RewriteOptions): string {
   }
 
   if (options.nvramPath !== undefined) rewriteNvram(document, root, options.nvramPath);
+
+  if (options.characterDeviceDir !== undefined && devices !== undefined) {
+    const name = textOf(firstChild(root, 'name')) ?? 'domain';
+    rewriteCharacterDevices(devices, options.characterDeviceDir, name);
+  }
 
   return serializeXml(document);
 }

@@ -188,6 +188,7 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
         removeInterfaces: options.removeInterfaces === true,
         diskPaths: new Map(diskDestinations.map((destination) => [destination.target, destination.path])),
         nvramPath: nvramDestination,
+        characterDeviceDir: options.storageDir ?? dirname(diskDestinations[0].path),
       });
     }
     if (extracted.nvramPath && nvramDestination) {

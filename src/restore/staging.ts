@@ -6,6 +6,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -16,12 +17,18 @@ import { NbdClient } from '../nbd/client.js';
 const execFileAsync = promisify(execFile);
 
 export class Staging {
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    private readonly socketDir: string,
+  ) {}
 
   static async create(root: string, label: string): Promise<Staging> {
     try {
       await mkdir(root, { recursive: true, mode: 0o700 });
-      return new Staging(await mkdtemp(join(root, `${label}-`)));
+      const dir = await mkdtemp(join(root, `${label}-`));
+      // Unix socket paths must stay under 108 bytes, which a deep staging directory can exceed.
+      const socketDir = await mkdtemp(join(tmpdir(), 'hvb-restore-'));
+      return new Staging(dir, socketDir);
     } catch (error) {
       throw new HvError('staging', `cannot create a staging directory under ${root}: ${(error as Error).message}`, ExitCode.failure, {
         hint: 'set "stagingDir" in the configuration to a writable directory with room for the restored disks',
@@ -34,8 +41,14 @@ export class Staging {
     return join(this.dir, name);
   }
 
+  /** A unix socket path for a qemu-nbd server of this restore. */
+  socketPath(name: string): string {
+    return join(this.socketDir, `${name}.sock`);
+  }
+
   async remove(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
+    await rm(this.socketDir, { recursive: true, force: true });
   }
 }
 
@@ -111,7 +124,7 @@ export class StagingDisks {
       path,
       format: disk.format,
       virtualSize: disk.virtualSize,
-      socketPath: this.staging.path(`${disk.target}.sock`),
+      socketPath: this.staging.socketPath(disk.target),
     });
     this.open_.set(disk.target, staged);
     this.paths.set(disk.target, path);

@@ -159,6 +159,7 @@ describe.runIf(toolsAvailable('nix-instantiate'))('module evaluation', () => {
       'd /srv/hvbackup 0750 backup backup -',
       'd /srv/hvbackup/scratch 2770 backup backup -',
       'd /srv/hvbackup/staging 0700 backup backup -',
+      'd /var/log/hvbackup 0750 backup backup -',
     ]);
   });
 
