@@ -14,7 +14,7 @@ import type { Config } from '../config/load.js';
 import { requireSetting } from '../config/load.js';
 import { keyInfo, readSecretKeyFile, SegmentDecryptor } from '../crypto/index.js';
 import { RefusedError, VerificationError } from '../errors.js';
-import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditEvent, AuditLog } from '../audit/audit-log.js';
 import type { ObjectStore } from '../repository/store.js';
 import { rewriteDomainXml } from '../libvirt/clone.js';
 import { Domains, parseDomainXml } from '../libvirt/domain.js';
@@ -83,7 +83,7 @@ export async function restoreBackup(config: Config, options: RestoreOptions): Pr
       drillUser: config.drillUser,
     });
   } catch (error) {
-    await audit.record({ action: 'restore-refused', result: 'refused', ...request, error: (error as Error).message });
+    await recordAfterFailure(options, { action: 'restore-refused', result: 'refused', ...request, error: (error as Error).message });
     throw error;
   }
   await audit.record({ action: 'restore-request', result: 'started', ...request });
@@ -97,7 +97,7 @@ export async function restoreBackup(config: Config, options: RestoreOptions): Pr
     return result;
   } catch (error) {
     const refused = error instanceof RefusedError || error instanceof VerificationError;
-    await audit.record({
+    await recordAfterFailure(options, {
       action: refused ? 'restore-refused' : 'restore',
       result: refused ? 'refused' : 'failed',
       ...request,
@@ -108,6 +108,20 @@ export async function restoreBackup(config: Config, options: RestoreOptions): Pr
       durationMs: Date.now() - started,
     });
     throw error;
+  }
+}
+
+/**
+ * Records the event of a restore that stops. A failed audit write is logged
+ * and then dropped, so that it cannot hide the error that stopped the
+ * restore. For example, a user who may not restore usually cannot write
+ * the audit file either, and must still see the role message.
+ */
+async function recordAfterFailure(options: RestoreOptions, event: AuditEvent): Promise<void> {
+  try {
+    await options.audit.record(event);
+  } catch (auditError) {
+    options.logger.error({ audit: true, err: auditError }, `writing the audit event "${event.action} ${event.result}" failed: ${(auditError as Error).message}`);
   }
 }
 

@@ -1,10 +1,13 @@
 import type { Command } from 'commander';
 
 import { AuditLog } from '../../audit/audit-log.js';
+import type { Config } from '../../config/load.js';
 import { runDrills } from '../../drill/drill.js';
 import { formatSummary, resultJson } from '../../drill/report.js';
 import { ExitCode } from '../../errors.js';
+import type { Logger } from '../../log/logger.js';
 import { progressFor } from '../../log/progress.js';
+import { authorizeAdmin } from '../../restore/authorize.js';
 import { runCommand, type GlobalOptions } from '../run.js';
 
 interface DrillCommandOptions {
@@ -25,11 +28,13 @@ export function registerDrill(program: Command): void {
     .action(async (domains: string[], options: DrillCommandOptions, command: Command) => {
       process.exitCode = await runCommand(command.optsWithGlobals<GlobalOptions>(), async ({ logger, signal, loadConfig }) => {
         const config = await loadConfig();
+        const audit = new AuditLog(config.auditFile ?? undefined, logger);
+        await authorizeDrill(config, audit, logger);
         const run = await runDrills(config, {
           domains,
           all: options.all === true,
           keep: options.keep === true,
-          audit: new AuditLog(config.auditFile ?? undefined, logger),
+          audit,
           logger,
           signal,
           progress: options.json ? undefined : progressFor(),
@@ -49,4 +54,20 @@ export function registerDrill(program: Command): void {
         return failures.length > 0 || run.metricsError !== undefined ? ExitCode.failure : ExitCode.ok;
       });
     });
+}
+
+/**
+ * Checks the role before a drill creates its sandbox or reads the drill key,
+ * so that the backup user is rejected with the role message and nothing is
+ * touched. A failed audit write is logged and does not hide the rejection.
+ */
+async function authorizeDrill(config: Config, audit: AuditLog, logger: Logger): Promise<void> {
+  try {
+    await authorizeAdmin('drill', { backupUser: config.backupUser, adminGroup: config.adminGroup, drillUser: config.drillUser });
+  } catch (error) {
+    await audit.record({ action: 'drill', result: 'refused', error: (error as Error).message }).catch((auditError: unknown) => {
+      logger.error({ audit: true, err: auditError }, `writing the audit event "drill refused" failed: ${(auditError as Error).message}`);
+    });
+    throw error;
+  }
 }
