@@ -99,7 +99,7 @@ describe('repository errors', () => {
     const config = await writeTestConfig(dir, { keys, repository: { type: 'local', path: join(dir, 'repo') } });
     const result = await runCli(['--config', config, 'list']);
     expect(result.code).toBe(5);
-    expect(result.stderr).toContain('no hvbackup repository');
+    expect(result.stderr).toContain('does not exist');
   });
 });
 

@@ -84,7 +84,7 @@ describe.skipIf(!enabled)('clone and break-glass restore', () => {
   it('stock gpg and tar restore every disk', async () => {
     const gnupgHome = join(work, 'gnupg');
     await mkdir(gnupgHome, { mode: 0o700 });
-    await execFileAsync('gpg', ['--batch', '--homedir', gnupgHome, '--import', keys.adminSecret]);
+    await execFileAsync('gpg', ['--batch', '--homedir', gnupgHome, '--import', keys.adminSecret, keys.hostPublic]);
 
     const backupDirs = await findBackupDirs(join(work, 'repo'));
     expect(backupDirs).toHaveLength(1);
