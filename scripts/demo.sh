@@ -29,7 +29,7 @@ export LIBVIRT_DEFAULT_URI=qemu:///system
 cleanup() {
   for name in "$domain" "$domain-clone"; do
     virsh destroy "$name" >/dev/null 2>&1 || true
-    virsh undefine "$name" --nvram >/dev/null 2>&1 || true
+    virsh undefine "$name" --nvram --checkpoints-metadata >/dev/null 2>&1 || true
   done
 }
 trap cleanup EXIT
@@ -88,7 +88,7 @@ step "destroying the domain and deleting its disk"
 virsh destroy "$domain" >/dev/null
 cp --sparse=always "$disk" "$work/reference.qcow2"
 virsh dumpxml --inactive "$domain" >"$work/original.xml"
-virsh undefine "$domain" >/dev/null
+virsh undefine "$domain" --checkpoints-metadata >/dev/null
 rm -f "$disk"
 
 step "restoring $domain"

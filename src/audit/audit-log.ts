@@ -69,7 +69,8 @@ export class AuditLog {
   /** Appends one event. A failure to write the audit file is logged and raised: an unaudited restore must not go on. */
   async record(event: AuditEvent): Promise<void> {
     const line = { time: new Date().toISOString(), ...this.actor, ...event };
-    this.logger.info({ audit: true, ...line }, `audit: ${event.action} ${event.result}`);
+    // The logger adds its own time field.
+    this.logger.info({ audit: true, ...this.actor, ...event }, `audit: ${event.action} ${event.result}`);
     if (!this.path) return;
 
     await mkdir(dirname(this.path), { recursive: true, mode: 0o750 });
