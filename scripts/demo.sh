@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 work=${HVBACKUP_DEMO_DIR:-/var/tmp/hvbackup-demo}
 domain=hvbackup-demo
-hv() { node "$repo/bin/hvbackup.js" --config "$work/config.json" "$@"; }
+hv() { node "$repo/bin/hvbackup.js" --config "$work/config.json" --log-format human "$@"; }
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "installing dependencies and building"
