@@ -1,5 +1,5 @@
 /**
- * What goes into the tar stream of a backup, in order: the metadata JSON,
+ * The entries of a backup's tar stream, in order: the metadata JSON,
  * the domain XML, the NVRAM file when there is one, every disk as a sparse
  * entry, and last the SHA-256 of each disk's stored bytes.
  */
@@ -29,7 +29,7 @@ export interface DiskPlan {
   extents: Extent[];
   /** Extents that must read as zeros after restore (incremental backups only). */
   zeroExtents: Extent[];
-  /** True when the entry holds the whole disk (full backups, and raw disks in incrementals). */
+  /** True when the entry contains the whole disk (full backups, and raw disks in incrementals). */
   fullCopy: boolean;
   client: NbdClient;
 }
@@ -49,7 +49,7 @@ export interface ArchiveMetadata {
     sourcePath: string;
     virtualSize: number;
     entry: string;
-    /** The entry holds every allocated extent, so restore starts from an empty image. */
+    /** The entry contains every allocated extent, so restore starts from an empty image. */
     fullCopy: boolean;
     storedBytes: number;
     extentCount: number;

@@ -47,7 +47,7 @@ export interface OpenDiskSourceOptions {
 
 const ALLOCATION = 'base:allocation';
 
-/** Longest unix socket path Linux accepts (sun_path is 108 bytes with the final NUL). */
+/** Maximum unix socket path length on Linux: sun_path is 108 bytes including the final NUL. */
 const MAX_SOCKET_PATH_BYTES = 107;
 
 export async function openDiskSource(options: OpenDiskSourceOptions): Promise<DiskSource> {

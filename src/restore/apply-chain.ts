@@ -6,7 +6,7 @@
  * image so that ranges now unallocated read as zeros.
  */
 import { readArchive } from '../archive/reader.js';
-import type { SegmentDecryptor } from '../crypto/index.js';
+import type { SegmentDecryptor, SessionKey } from '../crypto/index.js';
 import type { Logger } from '../log/logger.js';
 import type { Progress } from '../log/progress.js';
 import type { ObjectStore } from '../repository/store.js';
@@ -23,6 +23,8 @@ export interface ApplyChainOptions {
   trustedSigners: string[];
   readAhead: number;
   signal: AbortSignal;
+  /** See SegmentSourceOptions.sessionKeyFor. */
+  sessionKeyFor?: (ciphertext: Uint8Array, objectName: string) => Promise<SessionKey>;
   progress?: Progress;
   log: Logger;
 }
@@ -42,6 +44,7 @@ export async function applyChain(chain: ChainLink[], options: ApplyChainOptions)
       trustedSigners: options.trustedSigners,
       readAhead: options.readAhead,
       signal: options.signal,
+      sessionKeyFor: options.sessionKeyFor,
     });
 
     extracted = await extractBackup(readArchive(plaintext), {

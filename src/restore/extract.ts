@@ -1,8 +1,9 @@
 /**
- * Applies one backup's tar stream to the staging area. The stream must hold
- * exactly the entries the signed manifest promises, in the fixed order the
- * backup writes them; disk data goes through NBD into staging images, and
- * each disk's SHA-256 is compared with the checksums entry at the end.
+ * Applies one backup's tar stream to the staging area. The stream must
+ * contain exactly the entries the signed manifest promises, in the fixed
+ * order the backup writes them. Disk data goes through NBD into staging
+ * images, and each disk's SHA-256 is compared with the checksums entry at
+ * the end.
  * Incremental backups reuse the images of the chain applied before them.
  */
 import { createHash } from 'node:crypto';
@@ -34,7 +35,7 @@ export interface ExtractedBackup {
 export interface ExtractOptions {
   manifest: Manifest;
   staging: Staging;
-  /** Returns the staging image of a disk; `fresh` asks for a new empty image (the entry holds the whole disk). */
+  /** Returns the staging image of a disk; `fresh` requests a new empty image because the entry contains the whole disk. */
   openDisk: (disk: Manifest['disks'][number], fresh: boolean) => Promise<StagingDisk>;
   onBytes?: (bytes: number) => void;
 }

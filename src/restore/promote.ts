@@ -20,7 +20,7 @@ const execFileAsync = promisify(execFile);
 export interface PlacedFile {
   /** Restored file in the staging area. */
   staged: string;
-  /** Where it goes on the host. */
+  /** Destination path on the host. */
   destination: string;
 }
 

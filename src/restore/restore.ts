@@ -12,7 +12,7 @@ import type { PrivateKey } from 'openpgp';
 
 import type { Config } from '../config/load.js';
 import { requireSetting } from '../config/load.js';
-import { keyInfo, readSecretKeyFile, SegmentDecryptor } from '../crypto/index.js';
+import { keyInfo, SegmentDecryptor, type PassphraseSource } from '../crypto/index.js';
 import { RefusedError, VerificationError } from '../errors.js';
 import type { AuditEvent, AuditLog } from '../audit/audit-log.js';
 import type { ObjectStore } from '../repository/store.js';
@@ -28,6 +28,7 @@ import { authorizeAdmin } from './authorize.js';
 import { listBackups, resolveBackup } from './catalog.js';
 import { applyChain } from './apply-chain.js';
 import { loadChain } from './chain.js';
+import { prepareDecryption, type DecryptWith } from './decryption.js';
 import { loadTrustedSigners } from './manifest-check.js';
 import { checkDestinations, promote, type PlacedFile } from './promote.js';
 import { Staging, StagingDisks } from './staging.js';
@@ -53,7 +54,7 @@ export interface RestoreOptions {
   reason?: string;
   /**
    * Shows the summary of what will change and returns whether to go on.
-   * The command line asks on a terminal; --yes answers for scripts.
+   * The command line prompts on a terminal, and --yes confirms for scripts.
    */
   confirm: (summary: string) => Promise<boolean>;
   audit: AuditLog;
@@ -62,6 +63,10 @@ export interface RestoreOptions {
   progress?: Progress;
   /** An already unlocked admin key; otherwise the configured key file is read. */
   adminKey?: PrivateKey;
+  /** `key` (default): the admin key file; `gpg`: session keys from gpg-agent, the secret key stays in gpg. */
+  decryptWith?: DecryptWith;
+  /** Passphrase of a protected admin key file; a function is called only when the key is protected. */
+  passphrase?: PassphraseSource;
 }
 
 export interface RestoreResult {
@@ -74,7 +79,8 @@ export interface RestoreResult {
 export async function restoreBackup(config: Config, options: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now();
   const { audit } = options;
-  const request = { reason: options.reason, details: { selector: options.selector, as: options.as, replace: options.replace } };
+  const details = { selector: options.selector, as: options.as, replace: options.replace, decryptWith: options.decryptWith ?? 'key' };
+  const request = { reason: options.reason, details };
 
   try {
     await authorizeAdmin(options.command ?? 'restore', {
@@ -131,7 +137,12 @@ function refFields(ref: BackupRef | undefined): { domain?: string; backupId?: st
 
 async function restoreVerified(config: Config, options: RestoreOptions, onResolved: (ref: BackupRef) => void): Promise<RestoreResult> {
   const started = Date.now();
-  const adminKey = options.adminKey ?? (await readSecretKeyFile(requireSetting(config.adminKey, 'adminKey', config, 'restore')));
+  const decryption = await prepareDecryption(config, {
+    decryptWith: options.decryptWith ?? 'key',
+    adminKey: options.adminKey,
+    passphrase: options.passphrase,
+    signal: options.signal,
+  });
   const trusted = requireSetting(config.trustedSigners, 'trustedSigners', config, 'restore');
   const { store } = await openRepository(config, { create: false });
 
@@ -145,7 +156,7 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
   const manifest = chain[chain.length - 1].manifest;
   for (const link of chain) {
     await options.audit.record({ action: 'verification', result: 'ok', ...refFields(link.ref), check: 'manifest-signature', object: manifestKey(link.ref) });
-    checkRecipient(link.manifest, adminKey, manifestKey(link.ref));
+    checkRecipient(link.manifest, decryption.adminFingerprints, manifestKey(link.ref));
   }
   await checkRollback(store, ref, manifest, { maxAgeDays: config.restore.maxAgeDays, allowed: options.allowRollback });
 
@@ -165,7 +176,8 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
 
   const staging = await Staging.create(config.stagingDir, `${domainName}-${ref.backupId}`);
   const decryptor = await SegmentDecryptor.create({
-    decryptionKeys: [adminKey],
+    decryptionKeys: decryption.decryptionKeys,
+    sessionKeys: decryption.sessionKeyFor !== undefined,
     verificationKeys: trustedKeys,
     workers: config.concurrency.workers,
   });
@@ -180,6 +192,7 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
       trustedSigners: trustedKeys.map((key) => keyInfo(key).fingerprint),
       readAhead: config.concurrency.downloads,
       signal: options.signal,
+      sessionKeyFor: decryption.sessionKeyFor,
       progress: options.progress,
       log,
     });
@@ -226,13 +239,13 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
   }
 }
 
-function checkRecipient(manifest: Manifest, adminKey: PrivateKey, object: string): void {
-  const fingerprint = keyInfo(adminKey).fingerprint;
-  if (!manifest.encryption.recipients.includes(fingerprint)) {
+function checkRecipient(manifest: Manifest, adminFingerprints: string[], object: string): void {
+  if (!adminFingerprints.some((fingerprint) => manifest.encryption.recipients.includes(fingerprint))) {
+    const available = adminFingerprints.length === 0 ? 'none' : adminFingerprints.join(', ');
     throw new VerificationError(
       'manifest-recipients',
       object,
-      `backup ${manifest.backupId} is not encrypted to admin key ${fingerprint} (recipients: ${manifest.encryption.recipients.join(', ')})`,
+      `backup ${manifest.backupId} is not encrypted to admin key ${available} (recipients: ${manifest.encryption.recipients.join(', ')})`,
       { hint: 'use an admin key listed as a recipient; new admins are added to "recipients" on the backup host and see only later backups' },
     );
   }

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 
-import type { SegmentDecryptor } from '../crypto/index.js';
+import type { SegmentDecryptor, SessionKey } from '../crypto/index.js';
 import { NotFoundError, VerificationError } from '../errors.js';
 import { segmentKey, type BackupRef } from '../manifest/layout.js';
 import type { ManifestSegment } from '../manifest/schema.js';
@@ -26,6 +26,11 @@ export interface SegmentSourceOptions {
   /** Segments downloaded ahead of the consumer. */
   readAhead: number;
   signal: AbortSignal;
+  /**
+   * Returns the session key of a segment whose hash already matched (from
+   * gpg-agent); without it the decryptor's own secret keys are used.
+   */
+  sessionKeyFor?: (ciphertext: Uint8Array, objectName: string) => Promise<SessionKey>;
   onSegment?: (segment: ManifestSegment) => void;
 }
 
@@ -85,7 +90,8 @@ async function decryptSegment(options: SegmentSourceOptions, segment: ManifestSe
   options.signal.throwIfAborted();
   const key = segmentKey(options.ref, segment.name);
   const ciphertext = await fetchVerifiedSegment(options.store, options.ref, segment, options.signal);
-  const { plaintext, signerFingerprint } = await options.decryptor.decrypt(ciphertext, key, { transfer: true });
+  const sessionKey = options.sessionKeyFor ? await options.sessionKeyFor(ciphertext, key) : undefined;
+  const { plaintext, signerFingerprint } = await options.decryptor.decrypt(ciphertext, key, { transfer: true, sessionKey });
 
   if (!options.trustedSigners.includes(signerFingerprint)) {
     throw new VerificationError('segment-signature', key, `signed by ${signerFingerprint}, which is not a pinned host key`);

@@ -41,7 +41,7 @@ export class Staging {
     return join(this.dir, name);
   }
 
-  /** A unix socket path for a qemu-nbd server of this restore. */
+  /** Returns a unix socket path for a qemu-nbd server of this restore. */
   socketPath(name: string): string {
     return join(this.socketDir, `${name}.sock`);
   }
