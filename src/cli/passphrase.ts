@@ -1,4 +1,6 @@
 import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline/promises';
+import { Writable } from 'node:stream';
 
 import { UsageError } from '../errors.js';
 
@@ -23,4 +25,34 @@ export async function readPassphrase(fdText: string): Promise<string> {
   const text = Buffer.concat(chunks).toString('utf8');
   const newline = text.indexOf('\n');
   return newline === -1 ? text : text.slice(0, newline);
+}
+
+/**
+ * Asks for a passphrase on the terminal without echoing it. Without a
+ * terminal there is nobody to ask, so the caller must use --passphrase-fd.
+ */
+export async function promptPassphrase(keyDescription: string): Promise<string> {
+  if (!process.stdin.isTTY || !process.stderr.isTTY) {
+    throw new UsageError(`${keyDescription} is protected by a passphrase, and there is no terminal to ask for it on`, {
+      hint: 'pass --passphrase-fd N and write the passphrase to that file descriptor, for example --passphrase-fd 3 3<passphrase-file',
+    });
+  }
+
+  // The prompt goes to stderr; everything typed after it is swallowed, so the passphrase never appears.
+  let muted = false;
+  const output = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (!muted) process.stderr.write(chunk);
+      callback();
+    },
+  });
+  const reader = createInterface({ input: process.stdin, output, terminal: true });
+  try {
+    const answer = reader.question(`Passphrase for ${keyDescription}: `);
+    muted = true;
+    return await answer;
+  } finally {
+    reader.close();
+    process.stderr.write('\n');
+  }
 }

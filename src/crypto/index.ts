@@ -1,5 +1,6 @@
 /** OpenPGP layer: keys, algorithm checks, segment encryption and detached signatures. */
 export { checkRecipients, type CipherSuite } from './algorithms.js';
+export { gpgSecretKeyFingerprints, readSessionKeyWithGpg, SESSION_KEY_PREFIX_BYTES, type GpgOptions, type SessionKey } from './gpg-session-key.js';
 export { generateAdminKey, generateHostKey, type GeneratedKey } from './keygen.js';
 export {
   keyInfo,
@@ -8,6 +9,7 @@ export {
   readPublicKeyFile,
   readSecretKeyFile,
   type KeyInfo,
+  type PassphraseSource,
 } from './keys.js';
 export { encryptionRecipients } from './recipients.js';
 export { SegmentDecryptor, type DecryptOptions, type SegmentDecryptorOptions } from './segment-decryptor.js';

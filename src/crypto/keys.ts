@@ -80,13 +80,16 @@ export async function readPublicKeyArmored(armored: string, source: string): Pro
   return key.isPrivate() ? key.toPublic() : key;
 }
 
+/** A passphrase, or a function that obtains one (for example by a prompt) and is called only for a protected key. */
+export type PassphraseSource = string | ((keyDescription: string) => Promise<string>);
+
 /**
  * Reads one secret key from an armored or binary file and returns it ready to
  * use. Rejects a file that group or others can access, because the host key
  * is stored without a passphrase. `passphrase` is needed only when the key is
  * protected.
  */
-export async function readSecretKeyFile(path: string, passphrase?: string): Promise<openpgp.PrivateKey> {
+export async function readSecretKeyFile(path: string, source?: PassphraseSource): Promise<openpgp.PrivateKey> {
   await requireOwnerOnlyMode(path);
 
   const bytes = await readKeyFileBytes(path, 'secret key');
@@ -99,6 +102,7 @@ export async function readSecretKeyFile(path: string, passphrase?: string): Prom
 
   if (key.isDecrypted()) return key;
 
+  const passphrase = typeof source === 'function' ? await source(`secret key ${fingerprintOf(key)} in ${path}`) : source;
   if (passphrase === undefined || passphrase === '') {
     throw new CryptoError(`secret key ${fingerprintOf(key)} in ${path} is protected by a passphrase, but none was given`, {
       hint: 'supply the passphrase for this key',

@@ -11,13 +11,20 @@ import { availableParallelism } from 'node:os';
 import * as openpgp from 'openpgp';
 
 import { CryptoError } from '../errors.js';
+import type { SessionKey } from './gpg-session-key.js';
 import { decryptSegment, type DecryptedSegment } from './segment-operations.js';
 import { SegmentRunner } from './segment-runner.js';
 import { serializeKeys } from './segment-tasks.js';
 
 export interface SegmentDecryptorOptions {
-  /** Unlocked admin keys. Required for now; session keys may replace them later. */
+  /** Unlocked admin keys. Not needed with `sessionKeys`. */
   decryptionKeys?: openpgp.PrivateKey[];
+  /**
+   * Every decrypt call passes the segment's session key (for example from
+   * "gpg --show-session-key"), so that the admin secret key never enters
+   * this process.
+   */
+  sessionKeys?: boolean;
   /** Pinned host keys; a segment signed by any other key is rejected. */
   verificationKeys: openpgp.PublicKey[];
   /** Worker threads; 0 decrypts on the calling thread. Default: os.availableParallelism(). */
@@ -29,21 +36,24 @@ export interface SegmentDecryptorOptions {
 export interface DecryptOptions {
   /** Moves the ciphertext's ArrayBuffer to the worker instead of copying it; see EncryptOptions. */
   transfer?: boolean;
+  /** The segment's session key; required when the decryptor was created with `sessionKeys`. */
+  sessionKey?: SessionKey;
 }
 
 export class SegmentDecryptor {
   private readonly runner: SegmentRunner;
+  private readonly sessionKeys: boolean;
 
-  private constructor(runner: SegmentRunner) {
+  private constructor(runner: SegmentRunner, sessionKeys: boolean) {
     this.runner = runner;
+    this.sessionKeys = sessionKeys;
   }
 
   static async create(options: SegmentDecryptorOptions): Promise<SegmentDecryptor> {
     const decryptionKeys = options.decryptionKeys ?? [];
-    if (decryptionKeys.length === 0) {
-      // TODO: accept session keys from "gpg --show-session-key" here, so that
-      // a smartcard holder can restore without exporting a secret key.
-      throw new CryptoError('no decryption keys given', { hint: 'pass the admin secret key file to restore with' });
+    const sessionKeys = options.sessionKeys === true;
+    if (decryptionKeys.length === 0 && !sessionKeys) {
+      throw new CryptoError('no decryption keys given', { hint: 'pass the admin secret key file to restore with, or use session keys from gpg' });
     }
     if (options.verificationKeys.length === 0) {
       throw new CryptoError('no host keys to verify segment signatures with', {
@@ -67,11 +77,11 @@ export class SegmentDecryptor {
       },
       runInProcess: async (task) => {
         if (task.kind !== 'decrypt') throw new Error(`decryptor received a ${task.kind} task`);
-        return decryptSegment(task.ciphertext, task.objectName, keys);
+        return decryptSegment(task.ciphertext, task.objectName, keys, task.sessionKey);
       },
       timeoutMs: options.timeoutMs,
     });
-    return new SegmentDecryptor(runner);
+    return new SegmentDecryptor(runner, sessionKeys);
   }
 
   /**
@@ -81,12 +91,18 @@ export class SegmentDecryptor {
    * CryptoError when no decryption key matches or the message is damaged.
    */
   async decrypt(ciphertext: Uint8Array, objectName: string, options: DecryptOptions = {}): Promise<DecryptedSegment> {
+    if (this.sessionKeys && options.sessionKey === undefined) {
+      throw new CryptoError(`no session key given for ${objectName}, but this decryptor holds no secret key`, {
+        hint: 'pass the session key of each segment (readSessionKeyWithGpg)',
+      });
+    }
+    const { sessionKey } = options;
     const payload = {
       bytes: ciphertext,
       transfer: options.transfer ?? false,
       description: `decrypting ${objectName}`,
     };
-    return (await this.runner.run(payload, (bytes) => ({ kind: 'decrypt', ciphertext: bytes, objectName }))) as DecryptedSegment;
+    return (await this.runner.run(payload, (bytes) => ({ kind: 'decrypt', ciphertext: bytes, objectName, sessionKey }))) as DecryptedSegment;
   }
 
   /** Waits for segments in progress, then stops the workers. */

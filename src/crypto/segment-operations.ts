@@ -8,6 +8,7 @@ import * as openpgp from 'openpgp';
 
 import { CryptoError } from '../errors.js';
 import { encryptionConfig } from './algorithms.js';
+import type { SessionKey } from './gpg-session-key.js';
 import { findKeyByKeyId } from './keys.js';
 import { readBinaryMessage, recipientKeyIds } from './recipients.js';
 import { requireTrustedSignatures } from './signers.js';
@@ -19,8 +20,8 @@ export interface EncryptKeys {
 }
 
 /**
- * Keys for decryption. `decryptionKeys` is optional so that session keys
- * (for example from "gpg --show-session-key") can take its place later.
+ * Keys for decryption. `decryptionKeys` is empty when every segment comes
+ * with its own session key (from "gpg --show-session-key").
  */
 export interface DecryptKeys {
   decryptionKeys: openpgp.PrivateKey[];
@@ -63,17 +64,18 @@ export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys): 
 
 /**
  * Decrypts one whole segment and checks its inner signature against
- * `verificationKeys`. The caller must have checked the ciphertext's SHA-256
- * against the signed manifest before, so that a damaged object fails there
- * with a clear message.
+ * `verificationKeys`. With `sessionKey` the segment is opened with it and
+ * the secret keys are not used. The caller must have checked the
+ * ciphertext's SHA-256 against the signed manifest before, so that a damaged
+ * object fails there with a clear message.
  */
-export async function decryptSegment(ciphertext: Uint8Array, objectName: string, keys: DecryptKeys): Promise<DecryptedSegment> {
+export async function decryptSegment(ciphertext: Uint8Array, objectName: string, keys: DecryptKeys, sessionKey?: SessionKey): Promise<DecryptedSegment> {
   const message = await readBinaryMessage(ciphertext, objectName);
-  requireMatchingDecryptionKey(message, objectName, keys.decryptionKeys);
+  if (sessionKey === undefined) requireMatchingDecryptionKey(message, objectName, keys.decryptionKeys);
 
   let result: Awaited<ReturnType<typeof decryptBinary>>;
   try {
-    result = await decryptBinary(message, keys);
+    result = await decryptBinary(message, keys, sessionKey);
   } catch (error) {
     throw new CryptoError(`decrypting ${objectName} failed: ${(error as Error).message}`, {
       cause: error,
@@ -85,7 +87,10 @@ export async function decryptSegment(ciphertext: Uint8Array, objectName: string,
   return { plaintext: result.data, signerFingerprint };
 }
 
-async function decryptBinary(message: openpgp.Message<Uint8Array>, keys: DecryptKeys) {
+async function decryptBinary(message: openpgp.Message<Uint8Array>, keys: DecryptKeys, sessionKey: SessionKey | undefined) {
+  if (sessionKey !== undefined) {
+    return openpgp.decrypt({ message, sessionKeys: sessionKey, verificationKeys: keys.verificationKeys, format: 'binary' });
+  }
   return openpgp.decrypt({
     message,
     decryptionKeys: keys.decryptionKeys,

@@ -5,6 +5,7 @@
  */
 import * as openpgp from 'openpgp';
 
+import type { SessionKey } from './gpg-session-key.js';
 import type { DecryptedSegment, DecryptKeys, EncryptKeys } from './segment-operations.js';
 
 /**
@@ -17,7 +18,7 @@ export type SegmentWorkerData =
 
 export type SegmentTask =
   | { kind: 'encrypt'; plaintext: Uint8Array }
-  | { kind: 'decrypt'; ciphertext: Uint8Array; objectName: string };
+  | { kind: 'decrypt'; ciphertext: Uint8Array; objectName: string; sessionKey?: SessionKey };
 
 export type SegmentResult = Uint8Array | DecryptedSegment;
 

@@ -25,7 +25,7 @@ async function runTask(task: SegmentTask): Promise<{ result: SegmentResult; tran
   }
 
   if (data.role !== 'decrypt') throw new Error('this worker was started for encryption, not decryption');
-  const decrypted = await decryptSegment(task.ciphertext, task.objectName, keys as DecryptKeys);
+  const decrypted = await decryptSegment(task.ciphertext, task.objectName, keys as DecryptKeys, task.sessionKey);
   const plaintext = transferableCopy(decrypted.plaintext);
   return { result: { plaintext: plaintext.bytes, signerFingerprint: decrypted.signerFingerprint }, transfer: [plaintext.buffer] };
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { AuditLog } from '../../audit/audit-log.js';
 import { restoreBackup } from '../../restore/restore.js';
 import { confirmOnTerminal } from '../confirm.js';
+import { promptPassphrase, readPassphrase } from '../passphrase.js';
 import { UsageError } from '../../errors.js';
 import { progressFor } from '../../log/progress.js';
 import { runCommand, type GlobalOptions } from '../run.js';
@@ -17,6 +18,8 @@ interface RestoreCommandOptions {
   yes?: boolean;
   reason?: string;
   json?: boolean;
+  decryptWith?: string;
+  passphraseFd?: string;
 }
 
 export function registerRestore(program: Command): void {
@@ -32,10 +35,14 @@ export function registerRestore(program: Command): void {
     .option('--allow-rollback', 'allow a backup older than restore.maxAgeDays or older than the latest backup of the domain')
     .option('-y, --yes', 'do not ask for confirmation (for scripts); without it, restore asks on a terminal and refuses elsewhere')
     .option('--reason <text>', 'why this restore is done; recorded in the audit trail')
+    .option('--decrypt-with <method>', 'key: read the admin key file ("adminKey"); gpg: let gpg-agent decrypt each session key, so the secret key (or smartcard) stays in gpg', 'key')
+    .option('--passphrase-fd <fd>', 'read the passphrase of a protected admin key file from this file descriptor (default: ask on the terminal)')
     .option('--json', 'print the result as JSON on stdout')
     .action(async (selector: string, options: RestoreCommandOptions, command: Command) => {
       process.exitCode = await runCommand(command.optsWithGlobals<GlobalOptions>(), async ({ logger, signal, loadConfig }) => {
         const config = await loadConfig();
+        const decryptWith = parseDecryptWith(options.decryptWith);
+        const passphraseFd = options.passphraseFd;
         const result = await restoreBackup(config, {
           selector,
           host: options.host,
@@ -45,6 +52,8 @@ export function registerRestore(program: Command): void {
           replace: options.replace === true,
           allowRollback: options.allowRollback === true,
           reason: options.reason,
+          decryptWith,
+          passphrase: passphraseFd === undefined ? promptPassphrase : () => readPassphrase(passphraseFd),
           confirm: (summary) => confirmOnTerminal(summary, options.yes === true),
           audit: new AuditLog(config.auditFile ?? undefined, logger),
           logger,
@@ -60,6 +69,11 @@ export function registerRestore(program: Command): void {
         }
       });
     });
+}
+
+function parseDecryptWith(text: string | undefined): 'key' | 'gpg' {
+  if (text === undefined || text === 'key' || text === 'gpg') return text ?? 'key';
+  throw new UsageError(`invalid --decrypt-with "${text}": expected "key" or "gpg"`);
 }
 
 function parseTime(text: string | undefined): Date | undefined {
