@@ -5,7 +5,7 @@
  * the audit trail, and --replace, which only works on a shut-off domain.
  * Everything runs through the built command line against a local repository.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,50 +13,19 @@ import { promisify } from 'node:util';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { cliPath, runCli } from '../support/cli.js';
+import { runCli } from '../support/cli.js';
 import { available } from '../support/components.js';
 import { writeTestConfig } from '../support/config.js';
 import { createTestDomain, removeTestDomain, type TestDomain } from '../support/domains.js';
 import { createTestKeys, type TestKeys } from '../support/setup-keys.js';
 import { compareImages, referenceCopies, virsh } from '../e2e/helpers.js';
-import { readAudit, snapshotHost, stagingEntries } from './support.js';
+import { readAudit, runOnTerminal, snapshotHost, stagingEntries } from './support.js';
 
 const execFileAsync = promisify(execFile);
 const enabled = available('libvirt', 'qemu-img');
 
 const rollbackClone = 'hvb-test-sec-rollback';
 const confirmClone = 'hvb-test-sec-confirm';
-
-/**
- * Runs the command line inside `script`, which gives it a pseudo-terminal,
- * and types `answer` once the confirmation prompt appears.
- */
-function runOnTerminal(args: string[], answer: string): Promise<{ code: number | null; output: string }> {
-  const command = [process.execPath, cliPath, '--log-format', 'json', ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ');
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let output = '';
-    let answered = false;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`restore on a terminal timed out; output so far:\n${output}`));
-    }, 120_000);
-
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-      if (!answered && output.includes('Type "yes" to go on')) {
-        answered = true;
-        child.stdin.write(`${answer}\n`);
-      }
-    });
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
 
 describe.skipIf(!enabled)('restore guards', () => {
   let work: string;

@@ -3,7 +3,7 @@
  * a backup's objects to another prefix (each tamper case works on its own
  * copy), host snapshots to prove nothing changed, and audit file reading.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -12,6 +12,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
 import { S3Store } from '../../src/repository/s3.js';
 import type { ObjectStore } from '../../src/repository/store.js';
+import { cliPath } from '../support/cli.js';
 import type { TestRepository } from '../support/config.js';
 
 const execFileAsync = promisify(execFile);
@@ -137,4 +138,35 @@ export function errorCode(stderr: string): string | undefined {
     if (entry.level === 50 && entry.code) return entry.code;
   }
   return undefined;
+}
+
+/**
+ * Runs the command line inside `script`, which gives it a pseudo-terminal,
+ * and types `answer` once `prompt` appears.
+ */
+export function runOnTerminal(args: string[], answer: string, prompt = 'Type "yes" to go on'): Promise<{ code: number | null; output: string }> {
+  const command = [process.execPath, cliPath, '--log-format', 'json', ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    let answered = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`restore on a terminal timed out; output so far:\n${output}`));
+    }, 120_000);
+
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+      if (!answered && output.includes(prompt)) {
+        answered = true;
+        child.stdin.write(`${answer}\n`);
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
 }
