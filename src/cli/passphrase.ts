@@ -29,7 +29,7 @@ export async function readPassphrase(fdText: string): Promise<string> {
 
 /**
  * Asks for a passphrase on the terminal without echoing it. Without a
- * terminal there is nobody to ask, so the caller must use --passphrase-fd.
+ * terminal the prompt cannot be answered, so the caller must use --passphrase-fd.
  */
 export async function promptPassphrase(keyDescription: string): Promise<string> {
   if (!process.stdin.isTTY || !process.stderr.isTTY) {

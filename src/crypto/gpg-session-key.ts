@@ -18,8 +18,8 @@ export interface SessionKey {
 
 /**
  * Bytes of a segment that gpg reads. The PKESK packets come first, one per
- * recipient of a few hundred bytes each, so 64 KiB holds them for any
- * realistic number of admins; gpg then stops on the truncated data packet.
+ * recipient and a few hundred bytes each, so 64 KiB contains them for well
+ * over a hundred admins. gpg then stops on the truncated data packet.
  */
 export const SESSION_KEY_PREFIX_BYTES = 64 * 1024;
 
@@ -112,7 +112,7 @@ export async function gpgSecretKeyFingerprints(options: GpgOptions = {}): Promis
     .filter(Boolean);
 }
 
-/** The last lines of gpg's messages, which say why it failed; never key material. */
+/** Returns the last two lines of gpg's error output, without its "session key" line. */
 function gpgReason(result: GpgResult): string {
   const lines = result.stderr
     .split('\n')

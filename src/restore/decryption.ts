@@ -1,6 +1,7 @@
 /**
- * How a restore opens segments. With `key` (the default) it reads the admin
- * secret key file, asking for its passphrase only when the key is protected.
+ * The two ways a restore decrypts segments. With `key` (the default) it reads
+ * the admin secret key file, asking for its passphrase only when the key is
+ * protected.
  * With `gpg` it never reads a secret key: gpg-agent decrypts the session key
  * of each segment (so the admin key may live on a smartcard), and the tool
  * decrypts and verifies the segment with that session key.
