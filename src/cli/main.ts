@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
 import { TOOL_VERSION } from '../version.js';
 import { registerBackup } from './commands/backup.js';
+import { registerDoctor } from './commands/doctor.js';
 import { registerDrill } from './commands/drill.js';
 import { registerKeys } from './commands/keys.js';
 import { registerList } from './commands/list.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerPrune(program);
   registerUsage(program);
   registerKeys(program);
+  registerDoctor(program);
   return program;
 }
 
