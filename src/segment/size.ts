@@ -26,7 +26,9 @@ const ACCEPTED_FORMS = 'a whole number of bytes or a number with one of the unit
  * be a whole number of bytes from 1 to 2^53-1.
  */
 export function parseByteSize(text: string, what: string): number {
-  const match = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$/.exec(text);
+  // Trimmed first: with \s* on both sides of an optional unit, a long run of
+  // blanks followed by a stray character took quadratic time to reject.
+  const match = /^([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)$/.exec(text.trim());
   const multiplier = match ? UNITS[match[2]!.toUpperCase()] : undefined;
 
   if (!match || multiplier === undefined) {
