@@ -246,6 +246,7 @@ async function writeBackup(context: BackupContext, input: WriteBackupInput): Pro
       inFlight: context.segmentsInFlight,
       signal: context.signal,
       retention: context.retention(),
+      limiter: context.limiter,
     });
   } catch (error) {
     writer.destroy(error as Error);

@@ -22,6 +22,7 @@ import type { Progress } from '../log/progress.js';
 import { publicKeyKey } from '../manifest/layout.js';
 import { openRepository } from '../repository/repository.js';
 import type { ObjectStore, PutOptions } from '../repository/store.js';
+import { RateLimiter } from '../util/rate-limiter.js';
 
 export interface BackupContext {
   config: Config;
@@ -37,6 +38,8 @@ export interface BackupContext {
   recipientFingerprints: string[];
   seipdVersion: 1 | 2;
   encryptor: SegmentEncryptor;
+  /** Paces segment uploads when a bandwidth limit is configured. */
+  limiter?: RateLimiter;
   /** Segments encrypted or uploading at once. */
   segmentsInFlight: number;
   /** Object Lock retention for objects written now, when the repository uses it. */
@@ -82,6 +85,7 @@ export async function createBackupContext(
     recipientFingerprints: recipients.map((key) => keyInfo(key).fingerprint),
     seipdVersion: algorithms.seipdVersion,
     encryptor,
+    limiter: config.bandwidthLimit ? new RateLimiter(config.bandwidthLimit) : undefined,
     segmentsInFlight: Math.max(2, (workers ?? 2) + Math.min(config.concurrency.uploads, 2)),
     retention: () =>
       lock ? { mode: lock.mode, until: new Date(Date.now() + lock.days * 86_400_000) } : undefined,

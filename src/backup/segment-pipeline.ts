@@ -14,6 +14,7 @@ import { segmentKey, segmentName, type BackupRef } from '../manifest/layout.js';
 import type { ManifestSegment } from '../manifest/schema.js';
 import type { ObjectStore, PutOptions } from '../repository/store.js';
 import { splitIntoSegments } from '../segment/splitter.js';
+import type { RateLimiter } from '../util/rate-limiter.js';
 
 export interface SegmentPipelineOptions {
   store: ObjectStore;
@@ -23,6 +24,8 @@ export interface SegmentPipelineOptions {
   inFlight: number;
   signal: AbortSignal;
   retention?: PutOptions['retention'];
+  /** Paces uploads to the configured bandwidth limit. */
+  limiter?: RateLimiter;
   onSegment?: (segment: ManifestSegment) => void;
 }
 
@@ -55,6 +58,7 @@ export async function uploadSegments(
       sha256: createHash('sha256').update(ciphertext).digest('hex'),
       plainSize,
     };
+    await options.limiter?.take(ciphertext.byteLength, options.signal);
     await options.store.put(segmentKey(options.ref, name), ciphertext, {
       ifNoneMatch: true,
       contentType: 'application/pgp-encrypted',

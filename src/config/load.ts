@@ -11,9 +11,11 @@ import { configSchema, type ParsedConfig } from './schema.js';
 export const DEFAULT_CONFIG_PATH = '/etc/hvbackup/config.json';
 
 /** A validated configuration with every path absolute and every size in bytes. */
-export interface Config extends Omit<ParsedConfig, 'segmentSize' | 'host'> {
+export interface Config extends Omit<ParsedConfig, 'segmentSize' | 'host' | 'bandwidthLimit'> {
   host: string;
   segmentSize: number;
+  /** Bytes per second, or undefined for no limit. */
+  bandwidthLimit: number | undefined;
   /** The file this configuration was read from. */
   path: string;
 }
@@ -77,6 +79,16 @@ export function validateConfig(raw: unknown, path: string): Config {
     );
   }
 
+  let bandwidthLimit: number | undefined;
+  try {
+    bandwidthLimit =
+      parsed.bandwidthLimit === undefined || typeof parsed.bandwidthLimit === 'number'
+        ? parsed.bandwidthLimit
+        : parseByteSize(parsed.bandwidthLimit, 'bandwidthLimit');
+  } catch (error) {
+    throw new ConfigError(`invalid configuration in ${path}: bandwidthLimit: ${(error as Error).message}`, { cause: error });
+  }
+
   const repository =
     parsed.repository.type === 'local' ? { ...parsed.repository, path: absolute(parsed.repository.path) } : parsed.repository;
 
@@ -86,6 +98,7 @@ export function validateConfig(raw: unknown, path: string): Config {
     host: parsed.host ?? hostname().split('.')[0],
     repository,
     segmentSize,
+    bandwidthLimit,
     scratchDir: absolute(parsed.scratchDir),
     stagingDir: absolute(parsed.stagingDir),
     stateDir: absolute(parsed.stateDir),

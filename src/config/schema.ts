@@ -128,6 +128,8 @@ export const configSchema = z
     adminKey: z.string().optional(),
     /** GnuPG home for `restore --decrypt-with gpg`; default: $GNUPGHOME or ~/.gnupg of the user who restores. */
     gpgHome: z.string().optional(),
+    /** Repository traffic of one run in bytes per second, as a number or a size such as "50MiB"; unlimited when absent. */
+    bandwidthLimit: z.union([z.number().int().positive(), z.string()]).optional(),
     /** Plaintext bytes per segment, as a number or a size such as "16MiB". */
     segmentSize: z.union([z.number().int().positive(), z.string()]).default('16MiB'),
     encryption: z.object({ aead: z.boolean().default(false) }).strict().default({ aead: false }),

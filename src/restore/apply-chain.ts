@@ -10,6 +10,7 @@ import type { SegmentDecryptor, SessionKey } from '../crypto/index.js';
 import type { Logger } from '../log/logger.js';
 import type { Progress } from '../log/progress.js';
 import type { ObjectStore } from '../repository/store.js';
+import type { RateLimiter } from '../util/rate-limiter.js';
 import type { ChainLink } from './chain.js';
 import { extractBackup, type ExtractedBackup } from './extract.js';
 import { readSegments } from './segment-source.js';
@@ -22,6 +23,7 @@ export interface ApplyChainOptions {
   disks: StagingDisks;
   trustedSigners: string[];
   readAhead: number;
+  limiter?: RateLimiter;
   signal: AbortSignal;
   /** See SegmentSourceOptions.sessionKeyFor. */
   sessionKeyFor?: (ciphertext: Uint8Array, objectName: string) => Promise<SessionKey>;
@@ -43,6 +45,7 @@ export async function applyChain(chain: ChainLink[], options: ApplyChainOptions)
       segments: manifest.segments,
       trustedSigners: options.trustedSigners,
       readAhead: options.readAhead,
+      limiter: options.limiter,
       signal: options.signal,
       sessionKeyFor: options.sessionKeyFor,
     });

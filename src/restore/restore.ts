@@ -24,6 +24,7 @@ import type { Progress } from '../log/progress.js';
 import { checkName, manifestKey, type BackupRef } from '../manifest/layout.js';
 import type { Manifest } from '../manifest/schema.js';
 import { openRepository } from '../repository/repository.js';
+import { RateLimiter } from '../util/rate-limiter.js';
 import { authorizeAdmin } from './authorize.js';
 import { listBackups, resolveBackup } from './catalog.js';
 import { applyChain } from './apply-chain.js';
@@ -191,6 +192,7 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
       disks: stagingDisks,
       trustedSigners: trustedKeys.map((key) => keyInfo(key).fingerprint),
       readAhead: config.concurrency.downloads,
+      limiter: config.bandwidthLimit ? new RateLimiter(config.bandwidthLimit) : undefined,
       signal: options.signal,
       sessionKeyFor: decryption.sessionKeyFor,
       progress: options.progress,

@@ -15,6 +15,7 @@ import { NotFoundError, VerificationError } from '../errors.js';
 import { segmentKey, type BackupRef } from '../manifest/layout.js';
 import type { ManifestSegment } from '../manifest/schema.js';
 import type { ObjectStore } from '../repository/store.js';
+import type { RateLimiter } from '../util/rate-limiter.js';
 
 export interface SegmentSourceOptions {
   store: ObjectStore;
@@ -25,6 +26,8 @@ export interface SegmentSourceOptions {
   trustedSigners: string[];
   /** Segments downloaded ahead of the consumer. */
   readAhead: number;
+  /** Paces downloads to the configured bandwidth limit. */
+  limiter?: RateLimiter;
   signal: AbortSignal;
   /**
    * Returns the session key of a segment whose hash already matched (from
@@ -89,6 +92,7 @@ export async function* readSegments(options: SegmentSourceOptions): AsyncGenerat
 async function decryptSegment(options: SegmentSourceOptions, segment: ManifestSegment): Promise<Uint8Array> {
   options.signal.throwIfAborted();
   const key = segmentKey(options.ref, segment.name);
+  await options.limiter?.take(segment.size, options.signal);
   const ciphertext = await fetchVerifiedSegment(options.store, options.ref, segment, options.signal);
   const sessionKey = options.sessionKeyFor ? await options.sessionKeyFor(ciphertext, key) : undefined;
   const { plaintext, signerFingerprint } = await options.decryptor.decrypt(ciphertext, key, { transfer: true, sessionKey });
