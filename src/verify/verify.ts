@@ -22,6 +22,7 @@ import { manifestKey, segmentKey, type BackupRef } from '../manifest/layout.js';
 import type { Manifest, ManifestSegment } from '../manifest/schema.js';
 import type { ObjectStore } from '../repository/store.js';
 import { loadTrustedManifest } from '../restore/manifest-check.js';
+import type { Progress } from '../log/progress.js';
 import { fetchVerifiedSegment } from '../restore/segment-source.js';
 
 export interface VerifyOptions {
@@ -32,6 +33,8 @@ export interface VerifyOptions {
   /** Ids of the committed backups of the same host and domain, for the parent check. */
   committedIds?: Set<string>;
   signal?: AbortSignal;
+  /** Progress bar of the segment bytes checked, on a terminal. */
+  progress?: Progress;
 }
 
 export interface CheckFailure {
@@ -84,9 +87,17 @@ export async function verifyBackup(
   }
 
   const queue = new PQueue({ concurrency: options.concurrency });
+  const task = options.progress?.start(`verify ${ref.domain} ${ref.backupId}`, result.bytes);
   const segmentFailures: (CheckFailure | undefined)[] = await Promise.all(
-    manifest.segments.map((segment) => queue.add(() => checkSegment(store, ref, segment, options))),
+    manifest.segments.map((segment) =>
+      queue.add(async () => {
+        const failure = await checkSegment(store, ref, segment, options);
+        task?.advance(segment.size);
+        return failure;
+      }),
+    ),
   );
+  task?.finish();
   for (const failure of segmentFailures) if (failure) result.failures.push(failure);
 
   result.ok = result.failures.length === 0;

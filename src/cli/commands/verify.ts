@@ -7,6 +7,7 @@ import { loadTrustedSigners } from '../../restore/manifest-check.js';
 import { formatByteSize } from '../../segment/size.js';
 import { selectBackups, verifyBackups } from '../../verify/select.js';
 import type { BackupVerification } from '../../verify/verify.js';
+import { progressFor } from '../../log/progress.js';
 import { runCommand, type GlobalOptions } from '../run.js';
 
 interface VerifyCommandOptions {
@@ -37,6 +38,7 @@ export function registerVerify(program: Command): void {
           readData: options.readData === true,
           concurrency: config.concurrency.downloads,
           signal,
+          progress: progressFor(),
           onResult: (result) => {
             for (const failure of result.failures) {
               logger.error({ domain: result.domain, backupId: result.backupId, check: failure.check, key: failure.object }, failure.message);
