@@ -4,16 +4,16 @@
  */
 import { describeError, HvError } from '../errors.js';
 
-/** OK and INFO never fail the run; WARN names a limit or a risk; FAIL means a backup or restore would fail. */
+/** Outcome of a check. Only FAIL makes doctor exit 1, and it means a backup or restore would fail. WARN names a limit or a risk. */
 export type CheckStatus = 'ok' | 'info' | 'warn' | 'fail';
 
 export interface CheckResult {
   /** Stable name such as `tools.qemu-img` or `domain web1: disk vda format`, for scripts and tests. */
   name: string;
   status: CheckStatus;
-  /** What was checked and what was found. */
+  /** Description of what was checked and what was found. */
   detail: string;
-  /** What to do, with the exact command where one exists. Set for every WARN and FAIL. */
+  /** Remedy, with the exact command where one exists. Set for every WARN and FAIL. */
   fix?: string;
 }
 

@@ -1,8 +1,8 @@
 /**
- * Directories: scratch, staging and state must be writable by this user (or
- * creatable), QEMU must be able to enter the scratch directory to create the
- * NBD socket there, the socket paths must fit the unix socket limit, and
- * staging needs free space.
+ * Directory checks. Scratch, staging and state must be writable by this user
+ * or creatable. QEMU must be able to enter the scratch directory, because it
+ * creates the NBD socket there, and the socket paths must fit the unix socket
+ * limit. Staging needs free space.
  */
 import { constants } from 'node:fs';
 import { access, stat, statfs } from 'node:fs/promises';
@@ -17,11 +17,11 @@ import { execProgram } from './exec.js';
 import { pathAncestors, searchableBy } from './modes.js';
 import { qemuAccount, resolveAccount, type QemuAccount } from './qemu-user.js';
 
-/** Longest unix socket path Linux accepts: sun_path is 108 bytes including the final NUL. */
+/** Maximum unix socket path length on Linux in bytes, because sun_path is 108 bytes including the final NUL. */
 export const MAX_SOCKET_PATH_BYTES = 107;
-/** Longest disk target name assumed for the socket path check (`<target>.sock`); real targets such as vda or sdaa are far shorter. */
-const LONGEST_TARGET = 16;
-/** Free space in staging below which doctor warns. */
+/** Maximum disk target length assumed for the socket path check (`<target>.sock`). Real targets such as vda or sdaa are far shorter. */
+const ASSUMED_MAX_TARGET_LENGTH = 16;
+/** Free space in staging, in bytes, below which doctor warns. */
 export const MIN_STAGING_FREE_BYTES = 1024 ** 3;
 
 export async function checkDirectories(config: Config): Promise<CheckResult[]> {
@@ -74,8 +74,8 @@ export async function checkWritableDirectory(name: string, path: string, key: st
 /**
  * Checks that QEMU's user can enter the scratch directory and every parent,
  * because QEMU creates the NBD socket and scratch files below it. As root the
- * check runs `test -x` as that user (which honours ACLs); otherwise it reads
- * the modes, which ignores ACLs.
+ * check runs `test -x` as that user, which honours ACLs. Otherwise it reads
+ * the modes and ignores ACLs.
  */
 export async function checkQemuCanEnter(name: string, scratchDir: string): Promise<CheckResult> {
   const account = await qemuAccount();
@@ -85,6 +85,11 @@ export async function checkQemuCanEnter(name: string, scratchDir: string): Promi
   const ancestors = pathAncestors(existing);
   const isRoot = (process.getuid?.() ?? userInfo().uid) === 0;
 
+  const resolved = await resolveAccount(account);
+  if (resolved === undefined) {
+    return warn(name, `QEMU user ${account.user} (${account.source}) not found in /etc/passwd`, `set "user" in /etc/libvirt/qemu.conf to the account libvirt runs QEMU as`);
+  }
+
   let blocked: string | undefined;
   let method: string;
   if (isRoot && !account.user.startsWith('+')) {
@@ -92,23 +97,19 @@ export async function checkQemuCanEnter(name: string, scratchDir: string): Promi
     blocked = await firstBlockedByTest(account.user, ancestors);
     if (blocked === 'runuser-missing') return warn(name, 'runuser not found, cannot test access as the QEMU user', 'install util-linux');
   } else {
-    const resolved = await resolveAccount(account);
-    if (resolved === undefined) {
-      return warn(name, `QEMU user ${account.user} (${account.source}) not found in /etc/passwd`, `set "user" in /etc/libvirt/qemu.conf to the account libvirt runs QEMU as`);
-    }
     method = 'judged from the modes, ACLs not read';
     blocked = await firstBlockedByMode(ancestors, resolved);
   }
 
-  const who = `QEMU user ${account.user} (group ${account.group}, ${account.source})`;
+  const qemuLabel = `QEMU user ${account.user} (group ${account.group}, ${account.source})`;
   if (blocked !== undefined) {
     return fail(
       name,
-      `${who} cannot enter ${blocked}, so it cannot create the NBD socket under ${scratchDir} (${method})`,
+      `${qemuLabel} cannot enter ${blocked}, so it cannot create the NBD socket under ${scratchDir} (${method})`,
       fixForBlocked(blocked, account),
     );
   }
-  return ok(name, `${who} can enter ${existing} and every parent (${method})`);
+  return ok(name, `${qemuLabel} can enter ${existing} and every parent (${method})`);
 }
 
 function fixForBlocked(directory: string, account: QemuAccount): string {
@@ -135,7 +136,7 @@ async function firstBlockedByMode(ancestors: string[], account: { uid: number; g
 /** Checks that the longest NBD socket path a backup creates under scratchDir fits in a unix socket address. */
 export function checkSocketPathLength(scratchDir: string): CheckResult {
   const name = 'dirs.socket-path';
-  const longest = join(scratchDir, newBackupId(), `${'x'.repeat(LONGEST_TARGET)}.sock`);
+  const longest = join(scratchDir, newBackupId(), `${'x'.repeat(ASSUMED_MAX_TARGET_LENGTH)}.sock`);
   const bytes = Buffer.byteLength(longest);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
     return fail(name, `socket paths under scratchDir ${scratchDir} reach ${bytes} bytes, more than the ${MAX_SOCKET_PATH_BYTES} a unix socket path may have`, 'set "scratchDir" to a shorter path such as /var/lib/hvbackup/scratch');

@@ -1,8 +1,9 @@
 /**
  * Runs every doctor check and collects the results in a fixed order: tools,
  * configuration, libvirt, domains, keys, directories, repository, roles.
- * Independent checks run even when an earlier one failed; a check that needs
- * another's result (domains need the libvirt connection) is skipped instead.
+ * Independent checks run even when an earlier one failed. A check that needs
+ * another's result is skipped instead, for example the domain checks when
+ * libvirt does not respond.
  */
 import type { Config } from '../config/load.js';
 import { Domains } from '../libvirt/domains.js';
@@ -19,13 +20,13 @@ import { checkGpg, checkNode, checkQemuTool, checkVirshClient } from './tools.js
 export { anyFailed, type CheckResult, type CheckStatus } from './check.js';
 
 export interface DoctorOptions {
-  /** Loads the configuration; a failure becomes a FAIL line and skips the checks that need it. */
+  /** Loader of the configuration. A failure becomes a FAIL line and skips the checks that need it. */
   loadConfig: () => Promise<Config>;
-  /** Domains to check; all defined domains when empty. */
+  /** Domains to check, or every defined domain when empty. */
   domains: string[];
-  /** Put and delete a probe object in the repository. */
+  /** Whether to write and delete a probe object in the repository. */
   writeTest: boolean;
-  /** Called with each group of results as it is ready, so a terminal shows progress. */
+  /** Callback for each group of results as it is ready, so a terminal shows progress. */
   onResults?: (results: CheckResult[]) => void;
 }
 

@@ -1,8 +1,8 @@
 /**
- * Per-domain backup support: which disks a backup reads, whether their
- * formats allow incrementals, whether this user can read what an offline
- * backup reads (disk images and NVRAM), a backup job left behind by an
- * earlier run, and hvbackup checkpoints piling up.
+ * Backup support of one domain. The checks list the disks a backup reads and
+ * whether their formats allow incrementals. They test that this user can read
+ * the files an offline backup reads (disk images and NVRAM), and look for a
+ * backup job left behind by an earlier run and for old hvbackup checkpoints.
  */
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -87,15 +87,15 @@ export function qcow2Compat(infoJson: string): string | undefined {
 }
 
 /** Checks that this user can read a file that an offline backup reads directly. */
-async function checkReadable(name: string, path: string | undefined, what: string): Promise<CheckResult> {
-  if (path === undefined) return ok(name, `${what} has no file path`);
+async function checkReadable(name: string, path: string | undefined, fileKind: string): Promise<CheckResult> {
+  if (path === undefined) return ok(name, `${fileKind} has no file path`);
   try {
     await access(path, constants.R_OK);
-    return ok(name, `${what} ${path} is readable by this user`);
+    return ok(name, `${fileKind} ${path} is readable by this user`);
   } catch (error) {
     const user = userInfo().username;
     const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-    return fail(name, `${what} ${path} is not readable by user ${user} (${code})`, `grant read access, e.g. setfacl -m u:${user}:r ${path} (and u:${user}:x on each parent directory), or chmod g+r ${path} with ${user} in the file's group`);
+    return fail(name, `${fileKind} ${path} is not readable by user ${user} (${code})`, `grant read access, e.g. setfacl -m u:${user}:r ${path} (and u:${user}:x on each parent directory), or chmod g+r ${path} with ${user} in the file's group`);
   }
 }
 

@@ -10,7 +10,7 @@ export interface ExecResult {
   missing: boolean;
 }
 
-/** Runs `file args` without a shell. Never throws: failures come back in the result. */
+/** Runs `file args` without a shell. A failure to start, a timeout or a non-zero exit is returned in the result, not thrown. */
 export function execProgram(file: string, args: string[], options: { timeoutMs?: number } = {}): Promise<ExecResult> {
   return new Promise((resolve) => {
     execFile(
@@ -29,7 +29,7 @@ export function execProgram(file: string, args: string[], options: { timeoutMs?:
   });
 }
 
-/** The first line of a program's standard error, for a one-line detail. */
+/** Returns the first line of a program's output without a leading `error: `, for a one-line detail. */
 export function firstLine(text: string): string {
   return text.trim().split('\n')[0]?.replace(/^error: /, '') ?? '';
 }

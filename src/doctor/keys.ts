@@ -42,7 +42,7 @@ export async function checkKeys(config: Config): Promise<CheckResult[]> {
 }
 
 /** Checks that a secret key file exists, has no group or other permission bits, and belongs to this user or root. */
-export async function checkSecretKeyFile(name: string, path: string, what: string): Promise<CheckResult> {
+export async function checkSecretKeyFile(name: string, path: string, fileKind: string): Promise<CheckResult> {
   let file;
   try {
     file = await stat(path);
@@ -51,17 +51,17 @@ export async function checkSecretKeyFile(name: string, path: string, what: strin
     const fix = code === 'ENOENT'
       ? `create it (hvbackup keys create-host -o ${dirname(path)} for a host key) or correct the path in the configuration`
       : `make ${path} and its directories readable by user ${userInfo().username}`;
-    return fail(name, `${what} ${path} cannot be read: ${code ?? (error as Error).message}`, fix);
+    return fail(name, `${fileKind} ${path} cannot be read: ${code ?? (error as Error).message}`, fix);
   }
 
   const problems = secretKeyFileProblems({ mode: file.mode, uid: file.uid }, process.getuid?.() ?? userInfo().uid);
   if (problems.mode) {
-    return fail(name, `${what} ${path} has mode ${formatMode(file.mode)}: group or others can read the secret key`, `chmod 600 ${path}`);
+    return fail(name, `${fileKind} ${path} has mode ${formatMode(file.mode)}: group or others can read the secret key`, `chmod 600 ${path}`);
   }
   if (problems.owner) {
-    return fail(name, `${what} ${path} belongs to uid ${file.uid}, neither this user (uid ${userInfo().uid}) nor root, so that user can replace the key`, `chown root:root ${path} (or chown ${userInfo().username} ${path})`);
+    return fail(name, `${fileKind} ${path} belongs to uid ${file.uid}, neither this user (uid ${userInfo().uid}) nor root, so that user can replace the key`, `chown root:root ${path} (or chown ${userInfo().username} ${path})`);
   }
-  return ok(name, `${what} ${path} has mode ${formatMode(file.mode)} and owner uid ${file.uid}`);
+  return ok(name, `${fileKind} ${path} has mode ${formatMode(file.mode)} and owner uid ${file.uid}`);
 }
 
 /** Pure part of the secret key file check: which rules a file's mode and owner break. */

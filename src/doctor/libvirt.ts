@@ -1,5 +1,5 @@
 /**
- * The libvirt connection: that the configured URI answers, which libvirt and
+ * The libvirt connection: that the configured URI responds, which libvirt and
  * QEMU versions run behind it, and that the domain capabilities include
  * backup jobs.
  */
@@ -20,7 +20,7 @@ export interface ConnectionProbe {
 
 /**
  * Runs `virsh version --daemon` against the URI. Returns the connection
- * check and, when it answered, the libvirt and QEMU version checks.
+ * check and, when virsh succeeded, the libvirt and QEMU version checks.
  */
 export async function probeConnection(virsh: Virsh): Promise<ConnectionProbe> {
   let output: string;

@@ -29,7 +29,7 @@ export interface AccessIdentity {
  * matches, else the group class when any group matches, else other. Root
  * may search any directory that has at least one x bit.
  * NOTE: POSIX ACLs are not read. Doctor uses this only when it cannot run a
- * test as the QEMU user, and says so in its output.
+ * test as the QEMU user, and the check's detail states that.
  */
 export function searchableBy(file: FileOwnership, identity: AccessIdentity): boolean {
   if (identity.uid === 0) return (file.mode & 0o111) !== 0;

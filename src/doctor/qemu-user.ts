@@ -6,14 +6,17 @@ import { readFile } from 'node:fs/promises';
 
 export const QEMU_CONF = '/etc/libvirt/qemu.conf';
 
-/** Debian and Ubuntu build libvirt with user and group libvirt-qemu. RHEL and Fedora use qemu, and set it in qemu.conf too. */
-export const DEFAULT_QEMU_USER = 'libvirt-qemu';
-export const DEFAULT_QEMU_GROUP = 'libvirt-qemu';
+/**
+ * Build defaults of the QEMU account, tried in this order when qemu.conf sets
+ * no user: libvirt-qemu on Debian and Ubuntu, qemu on RHEL and Fedora. The
+ * group has the same name as the user in both.
+ */
+export const DEFAULT_QEMU_USERS = ['libvirt-qemu', 'qemu'];
 
 export interface QemuAccount {
   user: string;
   group: string;
-  /** Where the names came from, for the check's detail. */
+  /** Source of the names (qemu.conf or defaults), for the check's detail. */
   source: string;
 }
 
@@ -27,8 +30,8 @@ export function parseQemuConf(text: string): { user?: string; group?: string } {
   return settings;
 }
 
-/** Reads qemu.conf (when readable) and fills in the defaults. */
-export async function qemuAccount(path = QEMU_CONF): Promise<QemuAccount> {
+/** Reads qemu.conf (when readable) and fills in the first default user that exists in `passwdFile`. */
+export async function qemuAccount(path = QEMU_CONF, passwdFile = '/etc/passwd'): Promise<QemuAccount> {
   let settings: { user?: string; group?: string } = {};
   let source = `defaults (${path} sets no user or group)`;
   try {
@@ -37,7 +40,10 @@ export async function qemuAccount(path = QEMU_CONF): Promise<QemuAccount> {
   } catch {
     source = `defaults (${path} not readable)`;
   }
-  return { user: settings.user ?? DEFAULT_QEMU_USER, group: settings.group ?? DEFAULT_QEMU_GROUP, source };
+  const passwd = await readFile(passwdFile, 'utf8').catch(() => '');
+  const existing = DEFAULT_QEMU_USERS.find((name) => passwd.split('\n').some((line) => line.split(':')[0] === name));
+  const user = settings.user ?? existing ?? DEFAULT_QEMU_USERS[0];
+  return { user, group: settings.group ?? user, source };
 }
 
 /** An account from /etc/passwd and /etc/group: uid and every group id the kernel would check. */

@@ -88,7 +88,7 @@ async function checkWrite(store: ObjectStore): Promise<CheckResult> {
 
   const deleted = await store.delete([key]).catch((error: unknown) => ({ deleted: [], failed: [{ key, reason: (error as Error).message }] }));
   if (deleted.failed.length > 0) {
-    return warn(name, `wrote ${key}, but deleting it failed: ${deleted.failed[0].reason}. Expected when this credential may not delete, as docs/install.md recommends`, `remove ${key} with the admin credential, or let prune remove it`);
+    return warn(name, `wrote ${key}, but deleting it failed: ${deleted.failed[0].reason}. Expected when this credential may not delete, as docs/install.md recommends`, `remove ${key} with the admin credential`);
   }
   if ((await store.head(key)) !== undefined) {
     return warn(name, `wrote ${key}; the delete reported success but the object is still listed`, `remove ${key} with the admin credential`);

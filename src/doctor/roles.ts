@@ -26,13 +26,13 @@ export async function checkRoles(config: Config, identity: Identity = currentIde
 /** Describes what the identity may do under the role rules of restore/authorize.ts. */
 export function describeRole(config: Pick<Config, 'backupUser' | 'adminGroup'>, identity: Identity, group: { gid: number; members: string[] } | undefined): CheckResult {
   const name = 'roles.user';
-  const who = `user ${identity.user} (uid ${identity.uid})`;
-  if (identity.user === config.backupUser) return info(name, `${who} is the backup user: this user can back up, and can never restore`);
-  if (identity.uid === 0) return info(name, `${who}: this user can back up and can restore`);
+  const userLabel = `user ${identity.user} (uid ${identity.uid})`;
+  if (identity.user === config.backupUser) return info(name, `${userLabel} is the backup user: this user can back up, and can never restore`);
+  if (identity.uid === 0) return info(name, `${userLabel}: this user can back up and can restore`);
 
   const member = group !== undefined && (identity.groups.includes(group.gid) || group.members.includes(identity.user));
-  if (member) return info(name, `${who} is in group ${config.adminGroup}: this user can back up and can restore`);
-  return info(name, `${who} is neither root nor in group ${config.adminGroup}: this user can back up (with libvirt access) but cannot restore`);
+  if (member) return info(name, `${userLabel} is in group ${config.adminGroup}: this user can back up and can restore`);
+  return info(name, `${userLabel} is neither root nor in group ${config.adminGroup}: this user can back up (with libvirt access) but cannot restore`);
 }
 
 async function userExists(user: string, passwdFile = '/etc/passwd'): Promise<boolean> {

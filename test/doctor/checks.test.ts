@@ -10,7 +10,7 @@ import { checkSocketPathLength } from '../../src/doctor/directories.js';
 import { qcow2Compat } from '../../src/doctor/domains.js';
 import { checkTrustedSigners, secretKeyFileProblems } from '../../src/doctor/keys.js';
 import { backupSupport, checkLibvirtVersion } from '../../src/doctor/libvirt.js';
-import { parseQemuConf, resolveAccount } from '../../src/doctor/qemu-user.js';
+import { parseQemuConf, qemuAccount, resolveAccount } from '../../src/doctor/qemu-user.js';
 import { formatResults } from '../../src/doctor/report.js';
 import { describeRole } from '../../src/doctor/roles.js';
 import { checkNode } from '../../src/doctor/tools.js';
@@ -91,6 +91,22 @@ describe('doctor checks', () => {
     expect(account?.uid).toBe(64055);
     expect(account?.groups.sort((a, b) => a - b)).toEqual([108, 990, 64055]);
     expect(await resolveAccount({ user: 'nobody-here', group: 'x' }, passwd, group)).toBeUndefined();
+  });
+
+  it('qemuAccount falls back to qemu', async () => {
+    const passwd = join(dir, 'passwd-fedora');
+    await writeFile(passwd, 'root:x:0:0::/root:/bin/sh\nqemu:x:107:107:qemu user:/:/sbin/nologin\n');
+    const account = await qemuAccount(join(dir, 'no-qemu.conf'), passwd);
+    expect(account.user).toBe('qemu');
+    expect(account.group).toBe('qemu');
+  });
+
+  it('qemuAccount prefers qemu.conf', async () => {
+    const conf = join(dir, 'qemu.conf');
+    await writeFile(conf, 'user = "svc-qemu"\ngroup = "kvm"\n');
+    const account = await qemuAccount(conf, join(dir, 'passwd-fedora'));
+    expect(account.user).toBe('svc-qemu');
+    expect(account.group).toBe('kvm');
   });
 
   it('describeRole for each kind of user', () => {

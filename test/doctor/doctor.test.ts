@@ -37,7 +37,7 @@ function find(output: DoctorOutput, name: string): CheckResult {
   return result;
 }
 
-/** A domain whose only disk is a vmdk image, defined but never started. */
+/** Defines, without starting, a domain whose only disk is a vmdk image. */
 async function defineVmdkDomain(name: string, dir: string): Promise<void> {
   const image = join(dir, 'vda.vmdk');
   await execFileAsync('qemu-img', ['create', '-q', '-f', 'vmdk', image, '16M']);

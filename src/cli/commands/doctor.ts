@@ -23,7 +23,7 @@ export function registerDoctor(program: Command): void {
           loadConfig,
           domains,
           writeTest: options.writeTest === true,
-          // Text output appears group by group, so a slow check shows where it stands.
+          // Text output appears group by group, so a slow check is visible while it runs.
           onResults: options.json ? undefined : (group) => process.stdout.write(formatResults(group)),
         });
 
