@@ -54,7 +54,7 @@ export async function applyChain(chain: ChainLink[], options: ApplyChainOptions)
       manifest,
       staging: options.staging,
       onBytes: (bytes) => progress?.advance(bytes),
-      openDisk: (disk, fresh) => options.disks.open(disk, { fresh: fresh || manifest.type === 'full' }),
+      openDisk: async (disk, fresh) => (await options.disks.open(disk, { fresh: fresh || manifest.type === 'full' })).client,
     });
     progress?.finish();
     options.log.info(

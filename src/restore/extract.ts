@@ -20,7 +20,7 @@ import {
 import { VerificationError } from '../errors.js';
 import type { Manifest } from '../manifest/schema.js';
 import type { NbdClient } from '../nbd/client.js';
-import type { Staging, StagingDisk } from './staging.js';
+import type { Staging } from './staging.js';
 
 /** NBD writes kept in flight per disk. */
 const WRITES_IN_FLIGHT = 4;
@@ -32,11 +32,15 @@ export interface ExtractedBackup {
   nvramPath?: string;
 }
 
+/** Where disk data goes: an NBD connection to a staging image, or nowhere when only verifying. */
+export type DiskWriter = Pick<NbdClient, 'write' | 'writeZeroes'>;
+
 export interface ExtractOptions {
   manifest: Manifest;
-  staging: Staging;
-  /** Returns the staging image of a disk; `fresh` requests a new empty image because the entry contains the whole disk. */
-  openDisk: (disk: Manifest['disks'][number], fresh: boolean) => Promise<StagingDisk>;
+  /** Receives the NVRAM file; without it the NVRAM is checked and discarded. */
+  staging?: Staging;
+  /** Returns the writer of a disk; `fresh` requests a new empty image because the entry contains the whole disk. */
+  openDisk: (disk: Manifest['disks'][number], fresh: boolean) => Promise<DiskWriter>;
   onBytes?: (bytes: number) => void;
 }
 
@@ -63,8 +67,11 @@ export async function extractBackup(entries: AsyncIterable<ArchiveEntry>, option
     } else if (name === DOMAIN_XML_ENTRY) {
       domainXml = (await readFile(entry, object)).toString('utf8');
     } else if (name === manifest.nvram) {
-      nvramPath = options.staging.path('nvram.fd');
-      await writeFile(nvramPath, await readFile(entry, object), { mode: 0o600 });
+      const nvram = await readFile(entry, object);
+      if (options.staging) {
+        nvramPath = options.staging.path('nvram.fd');
+        await writeFile(nvramPath, nvram, { mode: 0o600 });
+      }
     } else if (name === CHECKSUMS_ENTRY) {
       const checksums = parseJson<ArchiveChecksums>(await readFile(entry, object), name, object);
       compareChecksums(checksums, digests, object);
@@ -75,9 +82,9 @@ export async function extractBackup(entries: AsyncIterable<ArchiveEntry>, option
         throw new VerificationError('disk-size', object, `${name} has size ${entry.realSize}, the manifest says ${disk.virtualSize}`);
       }
       const described = metadata?.disks.find((item) => item.target === disk.target);
-      const staged = await options.openDisk(disk, described?.fullCopy === true);
+      const writer = await options.openDisk(disk, described?.fullCopy === true);
       const zeroExtents = described?.zeroExtents ?? [];
-      digests.set(disk.target, await writeDisk(entry, staged.client, zeroExtents, options.onBytes));
+      digests.set(disk.target, await writeDisk(entry, writer, zeroExtents, options.onBytes));
     }
   }
 
@@ -139,7 +146,7 @@ function compareChecksums(checksums: ArchiveChecksums, digests: Map<string, { sh
 /** Writes a sparse entry's data (and recorded zero ranges) into a staging disk, hashing what it writes. */
 async function writeDisk(
   entry: Extract<ArchiveEntry, { kind: 'sparse' }>,
-  client: NbdClient,
+  client: DiskWriter,
   zeroExtents: [number, number][],
   onBytes?: (bytes: number) => void,
 ): Promise<{ sha256: string; storedBytes: number }> {

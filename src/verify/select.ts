@@ -32,7 +32,11 @@ export async function verifyBackups(
   store: ObjectStore,
   refs: BackupRef[],
   trustedKeys: PublicKey[],
-  options: Omit<VerifyOptions, 'committedIds'> & { onResult?: (result: BackupVerification) => void },
+  options: Omit<VerifyOptions, 'committedIds'> & {
+    /** Further checks of a backup, run after the key-less ones (verify --decrypt). */
+    afterChecks?: (ref: BackupRef, result: BackupVerification) => Promise<void>;
+    onResult?: (result: BackupVerification) => void;
+  },
 ): Promise<BackupVerification[]> {
   const committed = (await listBackups(store)).filter((entry) => entry.committed);
   const results: BackupVerification[] = [];
@@ -43,6 +47,7 @@ export async function verifyBackups(
       committed.filter((entry) => entry.host === ref.host && entry.domain === ref.domain).map((entry) => entry.backupId),
     );
     const result = await verifyBackup(store, ref, trustedKeys, { ...options, committedIds });
+    await options.afterChecks?.(ref, result);
     results.push(result);
     options.onResult?.(result);
   }

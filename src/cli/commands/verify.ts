@@ -1,13 +1,16 @@
 import type { Command } from 'commander';
 
 import { requireSetting } from '../../config/load.js';
-import { ExitCode } from '../../errors.js';
+import { ExitCode, UsageError } from '../../errors.js';
 import { openRepository } from '../../repository/repository.js';
 import { loadTrustedSigners } from '../../restore/manifest-check.js';
 import { formatByteSize } from '../../segment/size.js';
 import { selectBackups, verifyBackups } from '../../verify/select.js';
 import type { BackupVerification } from '../../verify/verify.js';
 import { progressFor } from '../../log/progress.js';
+import { prepareDecryption } from '../../restore/decryption.js';
+import { checkDecrypted } from '../../verify/decrypt.js';
+import { promptPassphrase } from '../passphrase.js';
 import { runCommand, type GlobalOptions } from '../run.js';
 
 interface VerifyCommandOptions {
@@ -15,6 +18,8 @@ interface VerifyCommandOptions {
   readData?: boolean;
   json?: boolean;
   host?: string;
+  decrypt?: boolean;
+  decryptWith?: string;
 }
 
 export function registerVerify(program: Command): void {
@@ -25,6 +30,8 @@ export function registerVerify(program: Command): void {
     .option('--all', 'verify every committed backup')
     .option('--host <name>', 'only backups taken by this host')
     .option('--read-data', 'download every segment and check its SHA-256, not only its size')
+    .option('--decrypt', 'also decrypt every segment with the admin key and check inner signatures, archive and disk checksums')
+    .option('--decrypt-with <method>', 'with --decrypt: key (the adminKey file, default) or gpg (gpg-agent, e.g. a smartcard)', 'key')
     .option('--json', 'print JSON on stdout')
     .action(async (selectors: string[], options: VerifyCommandOptions, command: Command) => {
       process.exitCode = await runCommand(command.optsWithGlobals<GlobalOptions>(), async ({ loadConfig, logger, signal }) => {
@@ -34,11 +41,31 @@ export function registerVerify(program: Command): void {
 
         const refs = await selectBackups(store, selectors, { all: options.all === true, host: options.host });
         const trustedKeys = await loadTrustedSigners(store, fingerprints);
+        if (options.decryptWith !== 'key' && options.decryptWith !== 'gpg') {
+          throw new UsageError(`invalid --decrypt-with "${options.decryptWith}": expected key or gpg`);
+        }
+        const decryption = options.decrypt
+          ? await prepareDecryption(config, { decryptWith: options.decryptWith, signal, passphrase: () => promptPassphrase('admin key') })
+          : undefined;
+
         const results = await verifyBackups(store, refs, trustedKeys, {
           readData: options.readData === true,
           concurrency: config.concurrency.downloads,
           signal,
           progress: progressFor(),
+          afterChecks: decryption
+            ? async (ref, result) => {
+                if (!result.ok) return;
+                const failures = await checkDecrypted(store, ref, trustedKeys, {
+                  decryption,
+                  workers: config.concurrency.workers,
+                  readAhead: config.concurrency.downloads,
+                  signal,
+                });
+                result.failures.push(...failures);
+                result.ok = failures.length === 0;
+              }
+            : undefined,
           onResult: (result) => {
             for (const failure of result.failures) {
               logger.error({ domain: result.domain, backupId: result.backupId, check: failure.check, key: failure.object }, failure.message);
