@@ -6,16 +6,25 @@
  * that names the key, the status and the fix.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { RepositoryError } from '../../src/errors.js';
 import { S3Store, type S3StoreOptions } from '../../src/repository/s3.js';
+import { runCli } from '../support/cli.js';
 import { available } from '../support/components.js';
+import { s3Environment, writeTestConfig } from '../support/config.js';
+import { createTestDomain, removeTestDomain, type TestDomain } from '../support/domains.js';
 import { FaultProxy } from '../support/fault-proxy.js';
+import { createTestKeys } from '../support/setup-keys.js';
+import { compareDisks, imageBitmapNames } from './support.js';
 
 const rgw = available('rgw');
+const backups = available('libvirt', 'rgw', 'qemu-img');
 
 const runId = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const bucket = `hvb-faults-${runId}`;
@@ -248,4 +257,96 @@ describe.skipIf(!rgw)('S3Store through fault proxy', () => {
     expect(proxy.count('PUT', keyPath(prefix, 'object'))).toBe(3);
     expect(elapsed).toBeLessThan(15_000);
   });
+});
+
+describe.skipIf(!backups)('backup through fault proxy', () => {
+  const host = 'fault-host';
+  const clone = 'hvb-test-fault-s3-clone';
+  let work: string;
+  let proxy: FaultProxy;
+  let direct: S3Store;
+  let domain: TestDomain;
+  let config: string;
+
+  async function manifestKeys(): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const object of direct.list(`backup/hosts/${host}/`)) {
+      if (object.key.endsWith('/manifest.json')) keys.push(object.key);
+    }
+    return keys;
+  }
+
+  beforeAll(async () => {
+    const { endpoint, accessKeyId, secretAccessKey, region } = settings();
+    work = await mkdtemp(join(tmpdir(), 'hvbf-'));
+    const backupBucket = `hvb-faults-backup-${runId}`;
+    const admin = new S3Client({ endpoint, region, forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } });
+    await admin.send(new CreateBucketCommand({ Bucket: backupBucket }));
+    admin.destroy();
+
+    proxy = await FaultProxy.start(endpoint, { seed: 7 });
+    direct = new S3Store({ bucket: backupBucket, endpoint, region, forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } });
+    config = await writeTestConfig(work, {
+      keys: await createTestKeys(work),
+      repository: { type: 's3', bucket: backupBucket, prefix: 'backup', endpoint: proxy.endpoint, region, forcePathStyle: true },
+      extra: { host, segmentSize: '1MiB' },
+    });
+    domain = await createTestDomain({ name: 'hvb-test-fault-s3', kind: 'single', start: false });
+  });
+
+  afterEach(() => {
+    proxy.clearRules();
+    proxy.clearLog();
+  });
+
+  afterAll(async () => {
+    await domain?.cleanup().catch(() => undefined);
+    await removeTestDomain(clone).catch(() => undefined);
+    direct?.destroy();
+    await proxy?.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('transient segment failures commit', async () => {
+    proxy.addRule({ method: 'PUT', path: /\/segments\//, fault: { kind: 'status', status: 503 }, probability: 0.5 });
+    proxy.addRule({ method: 'GET', path: /\/segments\//, fault: { kind: 'reset', during: 'response' }, probability: 0.3 });
+
+    const backup = await runCli(['--config', config, 'backup', '--mode', 'full', domain.name], { env: s3Environment() });
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(proxy.log.filter((record) => record.method === 'PUT' && record.fault === 'status').length).toBeGreaterThan(0);
+    expect(await manifestKeys()).toHaveLength(1);
+
+    const storageDir = join(work, 'clone');
+    const restore = await runCli(['--config', config, 'restore', '--yes', '--as', clone, '--storage-dir', storageDir, domain.name], { env: s3Environment() });
+    expect(restore.code, restore.stderr).toBe(0);
+    expect(await compareDisks(domain.disks[0]!.path, join(storageDir, `${clone}-vda.qcow2`))).toBeNull();
+    await removeTestDomain(clone);
+  }, 120_000);
+
+  it('permanent segment failure commits nothing', async () => {
+    const manifestsBefore = await manifestKeys();
+    proxy.addRule({ method: 'PUT', path: /\/segments\/000001\.pgp$/, fault: { kind: 'status', status: 500 } });
+
+    const started = Date.now();
+    const backup = await runCli(['--config', config, 'backup', '--mode', 'full', domain.name], { env: s3Environment() });
+    const elapsed = Date.now() - started;
+
+    expect(backup.code).toBe(5);
+    expect(backup.stderr).toContain('segments/000001.pgp');
+    expect(backup.stderr).toContain('HTTP 500');
+    expect(backup.stderr).toContain('retry later');
+    expect(elapsed).toBeLessThan(60_000);
+    expect(await manifestKeys()).toEqual(manifestsBefore);
+    const committedIds = new Set(manifestsBefore.map((key) => `hvbackup-${key.split('/').at(-2)}`));
+    const bitmaps = (await imageBitmapNames(domain.disks[0]!.path)).filter((name) => name.startsWith('hvbackup-'));
+    expect(bitmaps.filter((name) => !committedIds.has(name))).toEqual([]);
+
+    // Only the failing segment was sent again; the SDK made 5 attempts at it.
+    const puts = proxy.countByPath('PUT');
+    const failing = [...puts].filter(([path]) => path.endsWith('/segments/000001.pgp'));
+    const others = [...puts].filter(([path]) => path.includes('/segments/') && !path.endsWith('/segments/000001.pgp'));
+    expect(failing.map(([, count]) => count)).toEqual([5]);
+    expect(others.filter(([, count]) => count > 1)).toEqual([]);
+    expect([...puts.keys()].filter((path) => path.endsWith('manifest.json') || path.endsWith('manifest.json.sig'))).toEqual([]);
+  }, 120_000);
 });

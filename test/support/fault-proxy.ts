@@ -87,6 +87,7 @@ export class FaultProxy {
 
   private readonly rules: ActiveRule[] = [];
   private readonly sockets = new Set<Socket>();
+  private readonly stalled = new Set<Socket>();
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 32 });
   private readonly random: () => number;
 
@@ -149,6 +150,17 @@ export class FaultProxy {
     return counts;
   }
 
+  /** Returns how many requests are stalled right now. */
+  stalledCount(): number {
+    return this.stalled.size;
+  }
+
+  /** Resets the connections of all stalled requests, so their clients see ECONNRESET and may retry. */
+  resetStalled(): void {
+    for (const socket of this.stalled) socket.destroy();
+    this.stalled.clear();
+  }
+
   /** Stops listening and destroys every open connection, stalled ones included. */
   async close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
@@ -189,6 +201,8 @@ export class FaultProxy {
       case 'stall':
         // Read the body so the client finishes sending and then waits for a response that never comes.
         request.resume();
+        this.stalled.add(request.socket);
+        request.socket.once('close', () => this.stalled.delete(request.socket));
         return;
       case 'reset':
         if (fault.during === 'request') {
