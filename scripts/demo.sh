@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 cleanup
 rm -rf "$work"
-mkdir -p "$work/images" "$work/keys"
+mkdir -p "$work/images" "$work/keys" "$work/repository"
 chmod 755 "$work" "$work/images"
 
 step "creating domain $domain with a 256 MiB qcow2 disk"
@@ -104,3 +104,4 @@ qemu-img compare -q "$work/reference.qcow2" "$work/images/$domain-clone-vda.qcow
 echo "clone disk identical; clone UUID $(virsh domuuid "$domain-clone"), original $(virsh domuuid "$domain")" >&2
 
 step "done: backup, restore and clone verified"
+echo "the demo domains were removed; $work is kept for inspection and contains unencrypted demo keys: rm -rf $work" >&2

@@ -97,7 +97,7 @@ async function backupLocked(
   const rawDisks = disks.filter((disk) => disk.format !== 'qcow2').map((disk) => disk.target);
   const qcow2Disks = disks.filter((disk) => disk.format === 'qcow2');
   const chain = await decideChainFor(context, ref, options.mode, running, disks, qcow2Disks.map((disk) => disk.sourcePath!));
-  log.info({ phase: 'start', state, type: chain.type, disks: disks.map((disk) => disk.target) }, chain.reason);
+  log.info({ phase: 'start', state, type: chain.type, disks: disks.map((disk) => disk.target) }, `${chain.type} backup: ${chain.reason}`);
   if (chain.type === 'incremental' && rawDisks.length > 0) {
     log.info({ disks: rawDisks }, 'raw disks have no dirty bitmaps and are copied in full in every incremental backup');
   }

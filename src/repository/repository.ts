@@ -4,7 +4,6 @@
  * backup copied into another repository is recognisable as foreign.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 
 import type { Config } from '../config/load.js';
 import { AlreadyExistsError, NotFoundError, RepositoryError } from '../errors.js';
@@ -26,11 +25,6 @@ export async function openRepository(
   config: Config,
   options: { create: boolean },
 ): Promise<{ store: ObjectStore; repositoryId: string }> {
-  if (options.create && config.repository.type === 'local') {
-    // A local store requires its root to exist so a mistyped path fails; a backup
-    // creating the repository is the one place where making it is intended.
-    await mkdir(config.repository.path, { recursive: true, mode: 0o750 });
-  }
   const store = openStore(config.repository);
   const marker = await readMarker(store);
   if (marker) return { store, repositoryId: marker.id };

@@ -29,6 +29,8 @@ export interface PromotionPlan {
   domainXml: string;
   files: PlacedFile[];
   replace: boolean;
+  /** Called before `virsh define`, which can take many seconds on a busy host. */
+  onDefine?: () => void;
 }
 
 /** Rejects a plan that would overwrite a domain or file without --replace, or a running domain in any case. */
@@ -81,6 +83,7 @@ export async function promote(domains: Domains, virsh: Virsh, plan: PromotionPla
       await moveFile(file.staged, file.destination);
       placed.push(file.destination);
     }
+    plan.onDefine?.();
     await domains.define(plan.domainXml);
   } catch (error) {
     // Undo in reverse: remove what was placed, put back what was set aside.

@@ -224,7 +224,7 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
       files.push({ staged: extracted.nvramPath, destination: nvramDestination });
     }
 
-    await promote(domains, virsh, { domainName, domainXml, files, replace: options.replace }, randomBytes(4).toString('hex'));
+    await promote(domains, virsh, { domainName, domainXml, files, replace: options.replace, onDefine: () => log.info({ phase: 'promote', as: domainName }, `disks in place, defining domain ${domainName}`) }, randomBytes(4).toString('hex'));
     const durationMs = Date.now() - started;
     log.info({ phase: 'promote', result: 'ok', as: domainName, durationMs }, 'restore promoted');
     await options.audit.record({
@@ -279,7 +279,7 @@ async function checkRollback(
   );
   if (newer.length > 0) {
     throw new RefusedError(
-      `backup ${ref.backupId} of ${ref.domain} is older than ${newer.length} newer backup(s), latest ${newer[newer.length - 1].backupId}`,
+      `backup ${ref.backupId} of ${ref.domain} is not the latest: ${newer.length} newer ${newer.length === 1 ? 'backup exists' : 'backups exist'}, the latest is ${newer[newer.length - 1].backupId}`,
       { hint: 'pass --allow-rollback to restore an older state, or restore the latest backup' },
     );
   }

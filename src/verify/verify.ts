@@ -51,6 +51,8 @@ export interface BackupVerification extends BackupRef {
   /** Ciphertext bytes the manifest lists. */
   bytes: number;
   readData: boolean;
+  /** True when every segment was also decrypted and checked as restore would (verify --decrypt). */
+  decrypted?: boolean;
   signer?: string;
   failures: CheckFailure[];
 }

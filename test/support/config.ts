@@ -1,5 +1,5 @@
 /** Writes an hvbackup configuration file for a test. */
-import { chmod, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import type { TestKeys } from './setup-keys.js';
@@ -16,6 +16,8 @@ export async function writeTestConfig(
   // mkdtemp creates directories with mode 0700, so open `dir` and its parent for traversal.
   await chmod(dirname(dir), 0o755);
   await chmod(dir, 0o755);
+  // A local repository's directory must exist: backups never create it, so an unmounted disk cannot swallow them.
+  if (options.repository.type === 'local') await mkdir(options.repository.path, { recursive: true, mode: 0o750 });
   const path = join(dir, 'config.json');
   const config = {
     repository: options.repository,

@@ -141,7 +141,7 @@ function printResults(results: BackupResult[], json: boolean): void {
     process.stdout.write(
       `${result.ref.domain}\t${result.ref.backupId}\t${result.manifest.type}\t` +
         `read ${formatByteSize(result.bytesRead)}, stored ${formatByteSize(result.bytesStored)} ` +
-        `in ${result.manifest.segments.length} segments, ${(result.durationMs / 1000).toFixed(1)} s\n`,
+        `in ${result.manifest.segments.length} segment${result.manifest.segments.length === 1 ? '' : 's'}, ${(result.durationMs / 1000).toFixed(1)} s\n`,
     );
   }
 }

@@ -38,7 +38,7 @@ function formatSummary(summary: BackupSummary): string {
     `started     ${summary.startedAt}`,
     `finished    ${summary.finishedAt}`,
     `age         ${formatAge(summary.ageSeconds)}`,
-    `archive     ${formatByteSize(summary.archiveBytes)} in ${summary.segments} segments, ${formatByteSize(summary.storedBytes)} stored`,
+    `archive     ${formatByteSize(summary.archiveBytes)} in ${summary.segments} segment${summary.segments === 1 ? '' : 's'}, ${formatByteSize(summary.storedBytes)} stored`,
     ...summary.disks.map((disk) => `disk        ${disk.target} (${disk.format}) ${formatByteSize(disk.virtualSize)}, ${formatByteSize(disk.storedBytes)} stored`),
     `signer      ${summary.signer}${summary.signatureChecked ? ' (signature verified)' : ' (signature not checked)'}`,
   ];

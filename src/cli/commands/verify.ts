@@ -64,6 +64,7 @@ export function registerVerify(program: Command): void {
                 });
                 result.failures.push(...failures);
                 result.ok = failures.length === 0;
+                result.decrypted = true;
               }
             : undefined,
           onResult: (result) => {
@@ -88,8 +89,12 @@ function printResults(results: BackupVerification[], json: boolean): void {
   for (const result of results) {
     const name = `${result.host}/${result.domain}/${result.backupId}`;
     if (result.ok) {
-      const depth = result.readData ? 'hashes checked' : 'sizes checked';
-      lines.push(`OK      ${name}  ${result.segments} segments, ${formatByteSize(result.bytes)}, ${depth}`);
+      const depth = result.decrypted
+        ? 'decrypted: inner signatures, archive and disk checksums checked'
+        : result.readData
+          ? 'hashes checked'
+          : 'sizes checked';
+      lines.push(`OK      ${name}  ${plural(result.segments, 'segment')}, ${formatByteSize(result.bytes)}, ${depth}`);
       continue;
     }
     lines.push(`FAILED  ${name}`);
@@ -98,4 +103,8 @@ function printResults(results: BackupVerification[], json: boolean): void {
   const failed = results.filter((result) => !result.ok).length;
   lines.push(failed === 0 ? `${results.length} backups verified` : `${failed} of ${results.length} backups failed verification`);
   process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }
