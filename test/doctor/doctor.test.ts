@@ -118,6 +118,7 @@ describe.skipIf(!enabled)('doctor on libvirtd', () => {
       keys: badKeys,
       repository: { type: 'local', path: missingRepository },
       extra: { recipients: [notAKey], scratchDir: join(locked, 'scratch') },
+      createRepository: false,
     });
 
     const { code, output, stderr } = await runDoctor(config, [vmdkName]);
@@ -149,7 +150,7 @@ describe.skipIf(!enabled)('doctor on libvirtd', () => {
 
   it('doctor text output has fix lines', async () => {
     const dir = await mkdtemp(join(work, 'text-'));
-    const config = await writeTestConfig(dir, { keys, repository: { type: 'local', path: join(dir, 'absent') } });
+    const config = await writeTestConfig(dir, { keys, repository: { type: 'local', path: join(dir, 'absent') }, createRepository: false });
     const result = await runCli(['--config', config, 'doctor', domain.name]);
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/^FAIL {2}repository\.path: /m);

@@ -10,14 +10,14 @@ export type TestRepository =
 
 export async function writeTestConfig(
   dir: string,
-  options: { keys: TestKeys; repository: TestRepository; extra?: Record<string, unknown> },
+  options: { keys: TestKeys; repository: TestRepository; extra?: Record<string, unknown>; createRepository?: boolean },
 ): Promise<string> {
   // QEMU runs as its own user and must reach the scratch directory below `dir`;
   // mkdtemp creates directories with mode 0700, so open `dir` and its parent for traversal.
   await chmod(dirname(dir), 0o755);
   await chmod(dir, 0o755);
   // A local repository's directory must exist: backups never create it, so an unmounted disk cannot swallow them.
-  if (options.repository.type === 'local') await mkdir(options.repository.path, { recursive: true, mode: 0o750 });
+  if (options.repository.type === 'local' && options.createRepository !== false) await mkdir(options.repository.path, { recursive: true, mode: 0o750 });
   const path = join(dir, 'config.json');
   const config = {
     repository: options.repository,
