@@ -77,11 +77,12 @@ export class StagingDisk {
       imagePath: options.path,
       format: options.format,
       socketPath: options.socketPath,
-      exportName: 'staging',
+      // The image path as export name puts the staging file into every NBD error, such as ENOSPC on a write.
+      exportName: options.path,
       readOnly: false,
     });
     try {
-      const client = await NbdClient.connect({ socketPath: options.socketPath, exportName: 'staging' });
+      const client = await NbdClient.connect({ socketPath: options.socketPath, exportName: options.path });
       return new StagingDisk(options.path, server, client);
     } catch (error) {
       await server.stop();
