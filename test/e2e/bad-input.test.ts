@@ -99,7 +99,7 @@ describe('repository errors', () => {
     const config = await writeTestConfig(dir, { keys, repository: { type: 'local', path: join(dir, 'repo') } });
     const result = await runCli(['--config', config, 'list']);
     expect(result.code).toBe(5);
-    expect(result.stderr).toContain('does not exist');
+    expect(result.stderr).toContain('no hvbackup repository');
   });
 });
 
@@ -137,6 +137,19 @@ describe.skipIf(!available('libvirt'))('libvirt input errors', () => {
     expect(result.code).toBe(4);
     expect(result.stderr).toContain(otherKeys.adminFingerprint);
     expect((await virsh('list', '--all', '--name')).split('\n')).not.toContain('hvb-test-bad-input-clone');
+  });
+
+  it('backup to missing repository directory fails', async () => {
+    const missing = join(dir, 'unmounted', 'repo');
+    const missingConfig = await writeTestConfig(await mkdtemp(join(work, 'missing-repo-')), {
+      keys,
+      repository: { type: 'local', path: missing },
+      createRepository: false,
+    });
+    const result = await runCli(['--config', missingConfig, 'backup', domain.name]);
+    expect(result.code).toBe(5);
+    expect(result.stderr).toContain(missing);
+    await expect(readdir(join(dir, 'unmounted'))).rejects.toThrow();
   });
 
   it('restore onto existing domain refused', async () => {
