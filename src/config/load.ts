@@ -56,7 +56,7 @@ export async function loadConfig(path: string): Promise<Config> {
 export function validateConfig(raw: unknown, path: string): Config {
   const result = configSchema.safeParse(raw);
   if (!result.success) {
-    throw new ConfigError(`invalid configuration in ${path}:\n${formatIssues(result.error)}`, {
+    throw new ConfigError(`invalid configuration in ${path}:\n${formatIssues(result.error, raw)}`, {
       hint: 'fix the keys listed above; docs/configuration.md lists every key with its type and default',
     });
   }
@@ -123,13 +123,27 @@ export function credentialFile(name: string): string | undefined {
   return existsSync(path) ? path : undefined;
 }
 
-function formatIssues(error: z.ZodError): string {
+function formatIssues(error: z.ZodError, raw: unknown): string {
   return error.issues
     .map((issue) => {
       const key = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-      return `  ${key}: ${issue.message}`;
+      const value = valueAt(raw, issue.path);
+      const got = value === undefined || issue.code === 'unrecognized_keys' ? '' : ` (got ${JSON.stringify(value)})`;
+      return `  ${key}: ${issue.message}${got}`;
     })
     .join('\n');
+}
+
+/** Returns the value at a path inside parsed JSON, for error messages; long values are cut. */
+function valueAt(raw: unknown, path: PropertyKey[]): unknown {
+  let current = raw;
+  for (const step of path) {
+    if (current === null || typeof current !== 'object') return undefined;
+    current = (current as Record<PropertyKey, unknown>)[step];
+  }
+  if (typeof current === 'string' && current.length > 80) return `${current.slice(0, 80)}...`;
+  if (current !== null && typeof current === 'object') return undefined;
+  return current;
 }
 
 /** Throws a ConfigError unless the named optional key is set; used by commands that need it. */
