@@ -83,15 +83,8 @@ async function openPullBackup(options: OpenDiskSourceOptions): Promise<DiskSourc
 
   try {
     for (const disk of options.disks) {
-      const incremental = options.incrementalFrom !== undefined && !options.fullDisks.includes(disk.target);
-      const dirtyContext = incremental ? job.dirtyBitmapContext(disk.target) : undefined;
-      const client = await NbdClient.connect({
-        socketPath: job.socketPath,
-        exportName: job.exportName(disk.target),
-        metaContexts: dirtyContext ? [ALLOCATION, dirtyContext] : [ALLOCATION],
-        signal: options.signal,
-      });
-      exports.push({ disk, client, dirtyContext });
+      const dirtyContext = readsChanges(options, disk) ? job.dirtyBitmapContext(disk.target) : undefined;
+      exports.push(await connectExport(disk, job.socketPath, job.exportName(disk.target), dirtyContext, options.signal));
     }
   } catch (error) {
     await close();
@@ -117,7 +110,7 @@ async function openImages(options: OpenDiskSourceOptions): Promise<DiskSource> {
         });
       }
       const socketPath = join(options.workDir, `${disk.target}.sock`);
-      const bitmap = options.incrementalFrom !== undefined && !options.fullDisks.includes(disk.target) ? options.incrementalFrom : undefined;
+      const bitmap = readsChanges(options, disk) ? options.incrementalFrom : undefined;
       const server = await QemuNbdServer.start({
         imagePath: disk.sourcePath,
         format: disk.format ?? 'raw',
@@ -128,19 +121,30 @@ async function openImages(options: OpenDiskSourceOptions): Promise<DiskSource> {
       });
       servers.push(server);
       const dirtyContext = bitmap ? `qemu:dirty-bitmap:${bitmap}` : undefined;
-      const client = await NbdClient.connect({
-        socketPath,
-        exportName: disk.target,
-        metaContexts: dirtyContext ? [ALLOCATION, dirtyContext] : [ALLOCATION],
-        signal: options.signal,
-      });
-      exports.push({ disk, client, dirtyContext });
+      exports.push(await connectExport(disk, socketPath, disk.target, dirtyContext, options.signal));
     }
   } catch (error) {
     await close();
     throw error;
   }
   return { kind: 'qemu-nbd', exports, close };
+}
+
+/** True when this disk is read as changed extents only (an incremental, and a disk with dirty bitmaps). */
+function readsChanges(options: OpenDiskSourceOptions, disk: DiskInfo): boolean {
+  return options.incrementalFrom !== undefined && !options.fullDisks.includes(disk.target);
+}
+
+async function connectExport(
+  disk: DiskInfo,
+  socketPath: string,
+  exportName: string,
+  dirtyContext: string | undefined,
+  signal: AbortSignal,
+): Promise<DiskExport> {
+  const metaContexts = dirtyContext ? [ALLOCATION, dirtyContext] : [ALLOCATION];
+  const client = await NbdClient.connect({ socketPath, exportName, metaContexts, signal });
+  return { disk, client, dirtyContext };
 }
 
 function once(action: () => Promise<void>): () => Promise<void> {
