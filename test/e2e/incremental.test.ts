@@ -132,7 +132,7 @@ describe.skipIf(!enabled)('incremental chains', () => {
 
     const checkpoints = (await virsh('checkpoint-list', domain.name, '--name')).split('\n').filter(Boolean);
     expect(checkpoints).toEqual([`hvbackup-${points[points.length - 1].backupId}`]);
-  });
+  }, 600_000);
 
   it('nothing dirty stores no disk data', async () => {
     const { config, domain } = await setup('single', 'hvb-test-incr-clean', true);
