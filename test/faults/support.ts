@@ -20,10 +20,16 @@ export interface CliProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
 }
 
+/**
+ * Starts the CLI in its own process group (its PID is the group id), so a
+ * test can wait for children such as virsh or qemu-nbd that outlive a
+ * killed CLI process.
+ */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
   const child = spawn(process.execPath, [cliPath, '--log-format', 'json', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   let stdout = '';
   let stderr = '';
@@ -33,6 +39,21 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProces
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
   return { child, exited };
+}
+
+/** Waits until no process of the CLI's process group is left, or throws after `timeoutMs`. */
+export async function waitForProcessGroup(process_: CliProcess, timeoutMs = 60_000): Promise<void> {
+  const group = process_.child.pid!;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      process.kill(-group, 0);
+    } catch {
+      return;
+    }
+    if (Date.now() > deadline) throw new Error(`processes of group ${group} still run after ${timeoutMs} ms`);
+    await sleep(50);
+  }
 }
 
 /** Resolves once `stderr` of the process contains `text`, or rejects after `timeoutMs`. */
@@ -94,7 +115,14 @@ export async function inspectLocalRepository(repository: string, host: string, d
 
 /** Returns the job type that `virsh domjobinfo` reports ('None' when no job runs). */
 export async function domainJobType(domain: string): Promise<string> {
-  const output = await virsh('domjobinfo', domain);
+  let output: string;
+  try {
+    output = await virsh('domjobinfo', domain);
+  } catch (error) {
+    // libvirt rejects domjobinfo on a shut-off domain, which cannot have a job.
+    if ((error as Error).message.includes('domain is not running')) return 'None';
+    throw error;
+  }
   const line = output.split('\n').find((text) => text.startsWith('Job type:'));
   return line ? line.slice('Job type:'.length).trim() : 'None';
 }
