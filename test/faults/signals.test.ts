@@ -66,7 +66,7 @@ describe.skipIf(!enabled)('SIGINT and SIGTERM', () => {
   }
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'hvb-fault-signals-'));
+    work = await mkdtemp(join(tmpdir(), 'hvbf-'));
     keys = await createTestKeys(work);
 
     const settings = rgwSettings();
@@ -114,7 +114,7 @@ describe.skipIf(!enabled)('SIGINT and SIGTERM', () => {
     proxy.clearRules();
     const backup = await runCli(['--config', config, 'backup', '--mode', 'full', domain.name], { env: s3Environment() });
     expect(backup.code, backup.stderr).toBe(0);
-    const domainsBefore = await definedDomains();
+    expect(await definedDomains()).not.toContain(clone);
 
     proxy.clearLog();
     proxy.addRule({ method: 'GET', path: /\/segments\//, fault: { kind: 'stall' } });
@@ -131,7 +131,8 @@ describe.skipIf(!enabled)('SIGINT and SIGTERM', () => {
     proxy.clearRules();
 
     expect(outcome.code, outcome.stderr).toBe(130);
-    expect(await definedDomains()).toEqual(domainsBefore);
+    // Only the clone's name is checked: other test runs may define their own domains on this libvirtd meanwhile.
+    expect(await definedDomains()).not.toContain(clone);
     expect(await entries(join(dir, 'staging'))).toEqual([]);
     expect(await entries(storageDir)).toEqual([]);
   }, 120_000);
