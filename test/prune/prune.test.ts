@@ -1,5 +1,5 @@
 /** Prune against a LocalStore repository in a temporary directory. */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -25,6 +25,7 @@ let store: LocalStore;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hvbackup-prune-'));
+  await mkdir(join(dir, 'repo'));
   const config = validateConfig({ repository: { type: 'local', path: join(dir, 'repo') } }, join(dir, 'config.json'));
   store = (await openRepository(config, { create: true })).store as LocalStore;
 });

@@ -1,5 +1,5 @@
 /** Usage and quota against a LocalStore repository in a temporary directory. */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -20,6 +20,7 @@ let store: LocalStore;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hvbackup-usage-'));
+  await mkdir(join(dir, 'repo'), { recursive: true });
   const config = validateConfig({ repository: { type: 'local', path: join(dir, 'repo') } }, join(dir, 'config.json'));
   store = (await openRepository(config, { create: true })).store as LocalStore;
   return () => rm(dir, { recursive: true, force: true });

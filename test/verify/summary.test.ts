@@ -1,5 +1,5 @@
 /** show's summary and chain resolution, on real signed backups in a LocalStore. */
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -31,6 +31,7 @@ beforeAll(async () => {
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hvbackup-show-'));
+  await mkdir(join(dir, 'repo'), { recursive: true });
   const config = validateConfig({ repository: { type: 'local', path: join(dir, 'repo') } }, join(dir, 'config.json'));
   store = (await openRepository(config, { create: true })).store as LocalStore;
   full = await writeSyntheticBackup(store, { host, domain: 'web', backupId: ids.full, keys });

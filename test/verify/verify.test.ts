@@ -2,7 +2,7 @@
  * verify against real signed and encrypted backups in a LocalStore, built
  * by test/verify/synthetic-backup.ts, then damaged on disk.
  */
-import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -33,6 +33,7 @@ beforeAll(async () => {
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hvbackup-verify-'));
+  await mkdir(join(dir, 'repo'), { recursive: true });
   const config = validateConfig({ repository: { type: 'local', path: join(dir, 'repo') } }, join(dir, 'config.json'));
   store = (await openRepository(config, { create: true })).store as LocalStore;
   backup = await writeSyntheticBackup(store, { host, domain: 'web', backupId: '20251201T020000Z-aaaaaa', keys });
