@@ -5,7 +5,7 @@
  * interrupted restore leaves nothing behind.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +16,31 @@ import { NbdClient } from '../nbd/client.js';
 
 const execFileAsync = promisify(execFile);
 
+const OWNER_FILE = 'owner.pid';
+
+/**
+ * Removes staging directories left by restores that were killed (SIGKILL,
+ * power loss), whose `finally` never ran: those whose owner.pid names a
+ * process that no longer runs. Directories without that file are left alone.
+ */
+async function removeStaleStaging(root: string): Promise<void> {
+  for (const name of await readdir(root)) {
+    const dir = join(root, name);
+    const pid = Number.parseInt(await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => ''), 10);
+    if (!Number.isInteger(pid) || pid <= 0 || isRunning(pid)) continue;
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export class Staging {
   private constructor(
     readonly dir: string,
@@ -25,7 +50,10 @@ export class Staging {
   static async create(root: string, label: string): Promise<Staging> {
     try {
       await mkdir(root, { recursive: true, mode: 0o700 });
+      await removeStaleStaging(root);
       const dir = await mkdtemp(join(root, `${label}-`));
+      // The owner's PID lets a later restore remove this directory if this process is killed.
+      await writeFile(join(dir, OWNER_FILE), `${process.pid}\n`);
       // Unix socket paths must stay under 108 bytes, which a deep staging directory can exceed.
       const socketDir = await mkdtemp(join(tmpdir(), 'hvb-restore-'));
       return new Staging(dir, socketDir);
