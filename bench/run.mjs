@@ -83,6 +83,8 @@ async function compare(contenders, context) {
   const failures = {};
   for (let round = 1; round <= runs; round += 1) {
     for (const contender of contenders) {
+      // After SIGINT, cleanUp removes the work directory, so nothing may start any more.
+      if (cleaned) throw new Error('interrupted by SIGINT');
       if (failures[contender.name]) continue;
       try {
         const sample = await contender.measure(round);

@@ -80,7 +80,7 @@ export async function prepareDomain(dir, { virtualBytes, allocatedBytes }) {
   return { image, allocatedBytes: await imageAllocatedBytes(image) };
 }
 
-/** Returns the bytes of guest data the image holds (qemu-img map, data extents only). */
+/** Returns the bytes of guest data in the image (qemu-img map, data extents only). */
 export async function imageAllocatedBytes(image) {
   const extents = JSON.parse(await run('qemu-img', ['map', '--force-share', '--output=json', image]));
   return extents.filter((extent) => extent.data && !extent.zero).reduce((sum, extent) => sum + extent.length, 0);

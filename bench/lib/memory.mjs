@@ -32,6 +32,7 @@ export async function measureMemory({ cli, work, keys, sizes, log, extra = {} })
     try {
       log(`memory: preparing ${size.label} allocated`);
       await prepareDomain(join(dir, 'domain'), { virtualBytes: 2 * size.bytes, allocatedBytes: size.bytes });
+      await mkdir(repo, { recursive: true });
       const config = await writeConfig(work, `memory-${size.label}-config`, keys, { type: 'local', path: repo }, extra);
       const hvbackup = (args) => `${quote(process.execPath)} ${quote(cli)} --config ${quote(config)} --log-format json ${args}`;
 

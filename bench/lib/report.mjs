@@ -58,7 +58,11 @@ export const RESULT_HEADER = ['contender', 'runs', 'wall s, median (min–max)',
 export function evaluateTargets(summaries, memory, incremental) {
   const rows = [];
   const ratio = (a, b) => (summaries[a] && summaries[b] ? summaries[a].throughput.median / summaries[b].throughput.median : undefined);
-  const add = (target, measured, met) => rows.push({ target, measured, verdict: met === undefined ? 'not measured' : met ? 'met' : 'missed' });
+  const add = (target, measured, met) => {
+    let verdict = 'not measured';
+    if (met !== undefined) verdict = met ? 'met' : 'missed';
+    rows.push({ target, measured, verdict });
+  };
 
   const local = ratio('hvbackup-local', 'gpg-file');
   add(
@@ -113,7 +117,8 @@ export function evaluateTargets(summaries, memory, incremental) {
 
 /** Formats rows as a GitHub Markdown table. */
 export function markdownTable(header, rows) {
-  const line = (cells) => `| ${cells.join(' | ')} |`;
+  // A '|' inside a cell would end it, so cells escape it.
+  const line = (cells) => `| ${cells.map((cell) => String(cell).replaceAll('|', '\\|')).join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }
 

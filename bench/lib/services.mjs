@@ -13,8 +13,9 @@ import { run } from './shell.mjs';
 export const RGW_DIR = '/tmp/hvb-rgw-bench';
 
 // rgw.sh keeps objects in an OSD on memstore, whose default device size of
-// 1 GiB fills up after one 2 GiB backup; the OSD then stops taking writes and
-// uploads hang. CEPH_ARGS reaches every Ceph daemon the script starts.
+// 1 GiB fills up after one 2 GiB backup. The OSD then stops taking writes and
+// uploads hang (seen with Ceph 16.2.15). CEPH_ARGS reaches every Ceph daemon
+// the script starts.
 const MEMSTORE_BYTES = 16 * 1024 ** 3;
 
 // Debian's awscli package installs /usr/bin/aws; a pyenv shim earlier in PATH may be a different version.
@@ -43,7 +44,7 @@ function parseVariables(stdout) {
   );
 }
 
-/** Starts libvirtd and RGW; returns { s3, stop() }. s3 holds endpoint, accessKey, secretKey, region. */
+/** Starts libvirtd and RGW. Returns { s3, stop() }, where s3 contains endpoint, accessKey, secretKey and region. */
 export async function startServices(root) {
   // libvirtd.sh records its caller's PID (ours) while we use the daemons, so
   // another test run's `stop` leaves them running until we exit.

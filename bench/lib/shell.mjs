@@ -28,7 +28,7 @@ export function bash(script, options = {}) {
 /**
  * Runs a bash script under /usr/bin/time and returns { wallSeconds,
  * cpuSeconds, peakRssBytes }. The CPU time covers every process the script
- * waited for, including worker threads; it does not cover daemons such as
+ * waited for, including worker threads. It leaves out daemons such as
  * radosgw or QEMU that serve the script.
  */
 export async function timed(script, { env = {}, timeFile, logFile } = {}) {
@@ -65,7 +65,7 @@ export function quote(value) {
   return `'${String(value).replaceAll("'", `'\\''`)}'`;
 }
 
-/** Returns the bytes a directory tree holds (apparent size, as stored files count it). */
+/** Returns the apparent size in bytes of a file or directory tree. */
 export async function directoryBytes(path) {
   const stdout = await run('du', ['-sb', path]);
   return Number(stdout.split('\t')[0]);
