@@ -101,7 +101,8 @@ describe.skipIf(!enabled)('local faults', () => {
 
     // A first backup creates the repository; a read-only bind mount then covers it (root ignores file modes).
     await mkdir(source);
-    await mkdir(repository);
+    // writeTestConfig made the repository directory already; the mount point must exist either way.
+    await mkdir(repository, { recursive: true });
     await run('mount', '--bind', source, repository);
     mounts.push(repository);
     const first = await runCli(['--config', config, 'backup', domain.name]);
