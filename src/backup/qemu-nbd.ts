@@ -5,10 +5,14 @@
  * restore writes staging images through it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { NbdError } from '../errors.js';
+
+/** util-linux setpriv, present on every Debian and NixOS system; without it servers are not tied to our lifetime. */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv', '/run/current-system/sw/bin/setpriv'].find((path) => existsSync(path));
 
 export interface QemuNbdOptions {
   imagePath: string;
@@ -53,7 +57,11 @@ export class QemuNbdServer {
     if (options.bitmap) args.push(`--bitmap=${options.bitmap}`);
     args.push(options.imagePath);
 
-    const child = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // setpriv --pdeathsig makes the kernel kill qemu-nbd when hvbackup dies, even by
+    // SIGKILL; an orphaned server would keep the image locked and block the next run.
+    const child = SETPRIV
+      ? spawn(SETPRIV, ['--pdeathsig', 'KILL', '--', 'qemu-nbd', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     const server = new QemuNbdServer(child, options);
     await server.waitForSocket(options.startTimeoutMs ?? 30_000);
     return server;
