@@ -8,7 +8,6 @@ import type { PrivateKey, PublicKey } from 'openpgp';
 import type { Config } from '../config/load.js';
 import { requireSetting } from '../config/load.js';
 import {
-  checkRecipients,
   keyInfo,
   readPublicKeyFile,
   readSecretKeyFile,
@@ -57,13 +56,21 @@ export async function createBackupContext(
   const signingKey = await readSecretKeyFile(signingKeyPath);
   const recipients: PublicKey[] = [];
   for (const path of recipientPaths) recipients.push(await readPublicKeyFile(path));
-  const algorithms = await checkRecipients(recipients, { aead: config.encryption.aead });
 
-  const { store, repositoryId } = await openRepository(config, { create: true });
-  await publishSigningKey(store, signingKey);
-
+  // create() checks which packet versions the recipients select before any repository access.
   const workers = config.concurrency.workers;
   const encryptor = await SegmentEncryptor.create({ recipients, signingKey, workers, aead: config.encryption.aead });
+  const algorithms = encryptor.cipherSuite;
+
+  let store: ObjectStore;
+  let repositoryId: string;
+  try {
+    ({ store, repositoryId } = await openRepository(config, { create: true }));
+    await publishSigningKey(store, signingKey);
+  } catch (error) {
+    await encryptor.close();
+    throw error;
+  }
   const virsh = new Virsh({ uri: config.libvirt.uri });
   const lock = config.repository.type === 's3' ? config.repository.objectLock : undefined;
 

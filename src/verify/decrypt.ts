@@ -16,7 +16,7 @@ import type { Decryption } from '../restore/decryption.js';
 import { extractBackup, type DiskWriter } from '../restore/extract.js';
 import { loadTrustedManifest } from '../restore/manifest-check.js';
 import { readSegments } from '../restore/segment-source.js';
-import type { CheckFailure } from './verify.js';
+import { failureOf, type CheckFailure } from './verify.js';
 
 const discard: DiskWriter = {
   write: async () => undefined,
@@ -64,10 +64,7 @@ export async function checkDecrypted(
     await extractBackup(readArchive(plaintext), { manifest, openDisk: async () => discard });
     return [];
   } catch (error) {
-    if (error instanceof VerificationError) {
-      const prefix = `${error.check} failed for ${error.object}: `;
-      return [{ check: error.check, object: error.object, message: error.message.replace(prefix, '') }];
-    }
+    if (error instanceof VerificationError) return [failureOf(error, object)];
     if (error instanceof ArchiveError) return [{ check: 'archive-syntax', object, message: error.message }];
     throw error;
   } finally {

@@ -126,7 +126,8 @@ async function checkSegment(store: ObjectStore, ref: BackupRef, segment: Manifes
 }
 
 /** Turns the errors a manifest check raises into a failure entry; anything else is a store fault and is raised again. */
-function failureOf(error: unknown, key: string): CheckFailure {
+/** Converts a check's error into a failure entry; errors that are not check results are rethrown. */
+export function failureOf(error: unknown, key: string): CheckFailure {
   if (error instanceof VerificationError) {
     // The error's message starts with "<check> failed for <object>: ", which the entry already carries.
     const prefix = `${error.check} failed for ${error.object}: `;
