@@ -1,7 +1,7 @@
 /**
  * One error tree for the whole tool. Every error meant for a user carries a
- * stable `code`, the process exit status it maps to, and a `hint` that says
- * what to do next. Internal bugs stay plain `Error`s and exit with status 70.
+ * stable `code`, the process exit status it maps to, and a `hint` that tells
+ * the user what to do next. Internal bugs stay plain `Error`s and exit with status 70.
  */
 
 export const ExitCode = {

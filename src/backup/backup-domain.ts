@@ -2,8 +2,8 @@
  * One backup of one domain, end to end. The order of steps is the safety
  * argument: segments are uploaded first, then the detached signature, and
  * the manifest last with a no-overwrite write. A backup whose manifest is
- * missing is unfinished and invisible to restore; the libvirt job or
- * qemu-nbd and the scratch files are released in `finally` whatever happens.
+ * missing is unfinished and invisible to restore. The libvirt job or
+ * qemu-nbd and the scratch files are released in `finally` on every path.
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';

@@ -1,9 +1,9 @@
 /**
  * Checkpoint bookkeeping for incremental chains. A running domain gets a
- * libvirt checkpoint created atomically with its backup job; a shut-off
- * domain (libvirt 9 cannot create checkpoints for inactive domains) gets a
- * persistent dirty bitmap of the same name added to each qcow2 image with
- * qemu-img. Either way the name is `hvbackup-<backup id>`, and only a
+ * libvirt checkpoint created atomically with its backup job. A shut-off
+ * domain gets a persistent dirty bitmap of the same name added to each qcow2
+ * image with qemu-img, because libvirt 9 cannot create checkpoints for
+ * inactive domains. Either way the name is `hvbackup-<backup id>`, and only a
  * checkpoint named in a committed manifest is ever chained from.
  */
 import { execFile } from 'node:child_process';
@@ -71,7 +71,7 @@ export async function pruneCheckpoints(
     }
   }
 
-  // Bitmaps added offline are unknown to libvirt; they can be removed only while no QEMU holds the image.
+  // Bitmaps added offline are unknown to libvirt, and they can be removed only while no QEMU has the image open.
   if (options.running) return;
   for (const path of options.qcow2Paths) {
     for (const name of await imageBitmaps(path)) {

@@ -1,7 +1,7 @@
 /**
- * Where a backup reads its disks from. A running domain is exported by
- * libvirt's pull-mode backup job (a point-in-time view while the guest keeps
- * running); a shut-off domain's images are exported read-only by qemu-nbd.
+ * The source a backup reads its disks from. A running domain is exported by
+ * libvirt's pull-mode backup job, a point-in-time view while the guest keeps
+ * running. A shut-off domain's images are exported read-only by qemu-nbd.
  * Both give one NBD export per disk target, so the rest of the backup does
  * not care which one it has.
  */

@@ -1,7 +1,7 @@
 /**
  * The configuration file schema. One JSON file serves the backup host (keys
  * to sign and recipients to encrypt to) and the administrator (trusted
- * signers and the admin key for restore); each command checks only the keys
+ * signers and the admin key for restore). Each command checks only the keys
  * it needs, so a backup host's file need not name any secret admin key.
  */
 import { z } from 'zod';

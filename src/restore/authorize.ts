@@ -1,8 +1,8 @@
 /**
- * Who may restore: root, or a member of the configured admin group, and
- * never the configured backup user (which holds the repository credentials
- * and the host key and so must not also be able to read backups back). The
- * check runs before the repository is touched.
+ * The rule for who may restore: root, or a member of the configured admin
+ * group, and never the configured backup user. That user has the repository
+ * credentials and the host key, so it must not also be able to read backups
+ * back. The check runs before the repository is touched.
  */
 import { readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';

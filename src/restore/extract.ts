@@ -32,7 +32,7 @@ export interface ExtractedBackup {
   nvramPath?: string;
 }
 
-/** Where disk data goes: an NBD connection to a staging image, or nowhere when only verifying. */
+/** Destination of disk data: an NBD connection to a staging image, or a sink that drops it when only verifying. */
 export type DiskWriter = Pick<NbdClient, 'write' | 'writeZeroes'>;
 
 export interface ExtractOptions {

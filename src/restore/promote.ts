@@ -1,7 +1,7 @@
 /**
  * Promotion: the only step of a restore that changes the host. It runs after
  * every byte of the chain was verified. Files move from staging into place by
- * rename (a copy only across file systems); files being replaced are first
+ * rename, or by a copy across file systems. Files being replaced are first
  * renamed aside and put back if any later step fails, so the host ends with
  * either the old or the new domain, not a mixture.
  */

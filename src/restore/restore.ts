@@ -2,7 +2,7 @@
  * `hvbackup restore`: verify, stage, then promote. Nothing outside the
  * staging directory changes until the manifest signature, every segment hash,
  * every inner signature, the archive structure and every disk checksum have
- * passed; a failure at any point removes the staging directory and leaves
+ * passed. A failure at any point removes the staging directory and leaves
  * the host as it was.
  */
 import { randomBytes } from 'node:crypto';

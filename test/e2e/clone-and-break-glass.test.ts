@@ -1,8 +1,8 @@
 /**
- * Two other ways out of a backup: a clone restored under a new name next to
- * the original, and the break-glass path with stock tools only (gpg -d of
- * every segment, concatenated, tar x), as an operator would do it without
- * hvbackup.
+ * Two other ways out of a backup. One is a clone restored under a new name
+ * next to the original. The other is the break-glass path with stock tools
+ * only, as an operator without hvbackup would do it: gpg -d of every segment,
+ * concatenated, then tar x.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';

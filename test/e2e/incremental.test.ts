@@ -1,7 +1,7 @@
 /**
- * Incremental chains against real libvirt checkpoints and qcow2 bitmaps:
- * every point of a chain restores to exactly the disk it was taken from,
- * an incremental with nothing dirty stores no disk data, a killed backup's
+ * Incremental chains against real libvirt checkpoints and qcow2 bitmaps.
+ * Every point of a chain restores to exactly the disk it was taken from. An
+ * incremental with nothing dirty stores no disk data. A killed backup's
  * checkpoint is never chained from, and shut-off domains chain too.
  */
 import { spawn } from 'node:child_process';

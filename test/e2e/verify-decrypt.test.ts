@@ -55,7 +55,7 @@ describe.skipIf(!available('libvirt'))('verify --decrypt', () => {
   });
 
   it('foreign inner signature caught only with decrypt', async () => {
-    // Segments signed by a host key nobody pinned, but encrypted to the pinned admin.
+    // Segments signed by an unpinned host key, but encrypted to the pinned admin.
     const foreign = await createTestKeys(await mkdtemp(join(work, 'foreign-')), 'unused');
     const foreignConfig = await writeTestConfig(await mkdtemp(join(work, 'foreign-config-')), {
       keys: { ...pinned, hostSecret: foreign.hostSecret, hostPublic: foreign.hostPublic, hostFingerprint: foreign.hostFingerprint },

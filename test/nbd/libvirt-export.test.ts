@@ -1,9 +1,8 @@
 /**
  * The NBD client against libvirt's pull-mode backup export, the server it
- * reads from in production: the allocation map shows data exactly where
- * the fixture wrote it, reads return the patterns, and the dirty-bitmap
- * context of an incremental job lists exactly the range written since the
- * checkpoint.
+ * reads from in production. The allocation map shows data exactly where the
+ * fixture wrote it, and reads return the patterns. The dirty-bitmap context
+ * of an incremental job lists exactly the range written since the checkpoint.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -12,7 +12,7 @@ export async function writeTestConfig(
   dir: string,
   options: { keys: TestKeys; repository: TestRepository; extra?: Record<string, unknown>; createRepository?: boolean },
 ): Promise<string> {
-  // QEMU runs as its own user and must reach the scratch directory below `dir`;
+  // QEMU runs as its own user and must reach the scratch directory below `dir`.
   // mkdtemp creates directories with mode 0700, so open `dir` and its parent for traversal.
   await chmod(dirname(dir), 0o755);
   await chmod(dir, 0o755);
