@@ -51,7 +51,15 @@ function parseJobInfo(output: string): { type: string; operation: string | undef
 
 /** Returns true when the domain has a backup job open, for example one left behind by a crashed run. */
 export async function findActiveBackupJob(virsh: Virsh, domain: string): Promise<boolean> {
-  const info = parseJobInfo(await virsh.run(['domjobinfo', domain], { domain }));
+  let output: string;
+  try {
+    output = await virsh.run(['domjobinfo', domain], { domain });
+  } catch (error) {
+    // A domain that stopped (destroyed mid-backup, for example) has no job left to end.
+    if (error instanceof VirshCommandError && /domain is not running/.test(error.stderr)) return false;
+    throw error;
+  }
+  const info = parseJobInfo(output);
   return info.type !== 'None' && info.operation === 'Backup';
 }
 

@@ -147,7 +147,9 @@ describe.skipIf(!enabled)('local faults', () => {
       const config = await writeTestConfig(dir, {
         keys,
         repository: { type: 's3', bucket, endpoint: proxy.endpoint, region: 'us-east-1', forcePathStyle: true },
-        extra: { host: HOST, segmentSize: '1MiB' },
+        // One worker, one upload and one NBD read keep under 10 MiB buffered, so the
+        // stalled uploads stop the reads well before the disk's 25 MiB are all read.
+        extra: { host: HOST, segmentSize: '1MiB', concurrency: { workers: 1, uploads: 1, reads: 1 } },
       });
 
       // 24 MiB of data, so reads are still going on when the first uploads stall.
