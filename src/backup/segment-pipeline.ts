@@ -1,18 +1,20 @@
 /**
- * The back half of a backup: cut the tar stream into segments, encrypt each
- * in a worker thread, hash the ciphertext and upload it. Segments are
- * processed out of order but recorded in order. At most `inFlight` segments
- * (plaintext and ciphertext) are held at once, which bounds memory to about
- * inFlight × 2 × segmentSize.
+ * The back half of a backup: cut the tar stream into segments, encrypt and
+ * hash each in a worker thread, and upload it. Segments are processed out of
+ * order but recorded in order.
+ *
+ * Memory is bounded by two buffer pools that go round: inFlight + 1
+ * plaintext buffers (one is being filled while the others are encrypted) and
+ * inFlight ciphertext buffers (encrypted or uploading), so about
+ * (2 × inFlight + 1) × segmentSize in all, whatever the disk size.
  */
-import { createHash } from 'node:crypto';
-
 import PQueue from 'p-queue';
 
-import type { SegmentEncryptor } from '../crypto/index.js';
+import { CIPHERTEXT_SLACK_BYTES, type SegmentEncryptor } from '../crypto/index.js';
 import { segmentKey, segmentName, type BackupRef } from '../manifest/layout.js';
 import type { ManifestSegment } from '../manifest/schema.js';
 import type { ObjectStore, PutOptions } from '../repository/store.js';
+import { BufferPool } from '../segment/buffer-pool.js';
 import { splitIntoSegments } from '../segment/splitter.js';
 import type { RateLimiter } from '../util/rate-limiter.js';
 
@@ -40,24 +42,28 @@ export async function uploadSegments(
   options: SegmentPipelineOptions,
 ): Promise<SegmentPipelineResult> {
   const queue = new PQueue({ concurrency: options.inFlight });
+  const plaintextPool = new BufferPool(options.segmentSize, options.inFlight + 1);
+  const ciphertextPool = new BufferPool(options.segmentSize + CIPHERTEXT_SLACK_BYTES, options.inFlight);
   const segments: ManifestSegment[] = [];
   let archiveBytes = 0;
   let storedBytes = 0;
   let failure: unknown;
+  // A failed segment keeps its buffers, so the splitter could wait for one
+  // forever: the first failure also aborts every wait on the pools.
+  const failed = new AbortController();
+  const poolSignal = AbortSignal.any([options.signal, failed.signal]);
 
   const processSegment = async (index: number, plaintext: Buffer) => {
     const name = segmentName(index);
     const plainSize = plaintext.length;
     // Transfer moves the buffer to the worker instead of copying it; plaintext is unusable afterwards.
-    const ciphertext = await options.encryptor.encrypt(plaintext, { transfer: true });
+    const output = await ciphertextPool.take(poolSignal);
+    const encrypted = await options.encryptor.encrypt(plaintext, { transfer: true, output });
+    plaintextPool.give(encrypted.plaintext);
     options.signal.throwIfAborted();
+    const { ciphertext, sha256 } = encrypted;
 
-    const record: ManifestSegment = {
-      name,
-      size: ciphertext.byteLength,
-      sha256: createHash('sha256').update(ciphertext).digest('hex'),
-      plainSize,
-    };
+    const record: ManifestSegment = { name, size: ciphertext.byteLength, sha256, plainSize };
     await options.limiter?.take(ciphertext.byteLength, options.signal);
     await options.store.put(segmentKey(options.ref, name), ciphertext, {
       ifNoneMatch: true,
@@ -65,29 +71,36 @@ export async function uploadSegments(
       signal: options.signal,
       retention: options.retention,
     });
+    ciphertextPool.give(ciphertext);
     segments[index] = record;
     storedBytes += record.size;
     options.onSegment?.(record);
   };
 
   let index = 0;
-  for await (const plaintext of splitIntoSegments(tar, options.segmentSize)) {
-    if (failure !== undefined) break;
-    options.signal.throwIfAborted();
-    archiveBytes += plaintext.length;
+  try {
+    for await (const plaintext of splitIntoSegments(tar, options.segmentSize, () => plaintextPool.take(poolSignal))) {
+      if (failure !== undefined) break;
+      options.signal.throwIfAborted();
+      archiveBytes += plaintext.length;
 
-    const current = index;
-    index += 1;
-    queue
-      .add(() => processSegment(current, plaintext))
-      .catch((error: unknown) => {
-        failure ??= error;
-        queue.clear();
-      });
+      const current = index;
+      index += 1;
+      queue
+        .add(() => processSegment(current, plaintext))
+        .catch((error: unknown) => {
+          failure ??= error;
+          failed.abort(error);
+          queue.clear();
+        });
 
-    // Backpressure: wait until the segment just added has started, so at most
-    // inFlight segments are in work and one more is being filled by the splitter.
-    await queue.onSizeLessThan(1);
+      // Backpressure: wait until the segment just added has started, so at most
+      // inFlight segments are in work and one more is being filled by the splitter.
+      await queue.onSizeLessThan(1);
+    }
+  } catch (error) {
+    // A wait on a pool that the first failure ended: report that failure.
+    if (failure === undefined) throw error;
   }
 
   await queue.onIdle();

@@ -14,5 +14,5 @@ export {
 export { encryptionRecipients } from './recipients.js';
 export { SegmentDecryptor, type DecryptOptions, type SegmentDecryptorOptions } from './segment-decryptor.js';
 export { SegmentEncryptor, type EncryptOptions, type SegmentEncryptorOptions } from './segment-encryptor.js';
-export type { DecryptedSegment } from './segment-operations.js';
+export { CIPHERTEXT_SLACK_BYTES, type DecryptedSegment, type EncryptedSegment } from './segment-operations.js';
 export { signDetached, verifyDetached } from './signature.js';

@@ -1,10 +1,12 @@
 /** Reading the recipient key IDs of an encrypted message without decrypting it. */
+import type { ReadableStream } from 'node:stream/web';
+
 import * as openpgp from 'openpgp';
 
 import { CryptoError } from '../errors.js';
 
 /** Parses a binary OpenPGP message, naming the object when it is not one. */
-export async function readBinaryMessage(ciphertext: Uint8Array, objectName: string): Promise<openpgp.Message<Uint8Array>> {
+export async function readBinaryMessage<T extends Uint8Array | ReadableStream<Uint8Array>>(ciphertext: T, objectName: string): Promise<openpgp.Message<T>> {
   try {
     return await openpgp.readMessage({ binaryMessage: ciphertext });
   } catch (error) {
@@ -16,7 +18,7 @@ export async function readBinaryMessage(ciphertext: Uint8Array, objectName: stri
 }
 
 /** Returns the key IDs of the PKESK packets, as 16 uppercase hex digits each. */
-export function recipientKeyIds(message: openpgp.Message<Uint8Array>): string[] {
+export function recipientKeyIds(message: openpgp.Message<Uint8Array | ReadableStream<Uint8Array>>): string[] {
   return message.getEncryptionKeyIDs().map((keyId) => keyId.toHex().toUpperCase());
 }
 

@@ -7,7 +7,7 @@ import * as openpgp from 'openpgp';
 
 import { CryptoError } from '../errors.js';
 import { checkRecipients, type CipherSuite } from './algorithms.js';
-import { encryptSegment } from './segment-operations.js';
+import { encryptSegment, type EncryptedSegment } from './segment-operations.js';
 import { SegmentRunner } from './segment-runner.js';
 import { serializeKeys } from './segment-tasks.js';
 
@@ -30,6 +30,12 @@ export interface EncryptOptions {
    * workers and when the view spans its whole ArrayBuffer. Default: false.
    */
   transfer?: boolean;
+  /**
+   * A buffer to write the ciphertext into, at least the plaintext's size plus
+   * 64 KiB for packet overhead, so that no segment-sized buffer is made per
+   * call. With workers it is moved and comes back as `ciphertext`.
+   */
+  output?: Uint8Array;
 }
 
 export class SegmentEncryptor {
@@ -59,21 +65,22 @@ export class SegmentEncryptor {
       },
       runInProcess: async (task) => {
         if (task.kind !== 'encrypt') throw new Error(`encryptor received a ${task.kind} task`);
-        return encryptSegment(task.plaintext, keys);
+        return encryptSegment(task.plaintext, keys, task.output);
       },
       timeoutMs: options.timeoutMs,
     });
     return new SegmentEncryptor(runner, cipherSuite);
   }
 
-  /** Signs and encrypts one segment and returns the binary OpenPGP message. */
-  async encrypt(plaintext: Uint8Array, options: EncryptOptions = {}): Promise<Uint8Array> {
+  /** Signs and encrypts one segment and returns the binary OpenPGP message with its SHA-256. */
+  async encrypt(plaintext: Uint8Array, options: EncryptOptions = {}): Promise<EncryptedSegment> {
     const payload = {
       bytes: plaintext,
       transfer: options.transfer ?? false,
+      output: options.output,
       description: `encrypting a ${plaintext.byteLength}-byte segment`,
     };
-    return (await this.runner.run(payload, (bytes) => ({ kind: 'encrypt', plaintext: bytes }))) as Uint8Array;
+    return (await this.runner.run(payload, (bytes, output) => ({ kind: 'encrypt', plaintext: bytes, output }))) as EncryptedSegment;
   }
 
   /** Waits for segments in progress, then stops the workers. */

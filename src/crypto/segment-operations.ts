@@ -4,6 +4,9 @@
  * Inputs are whole Uint8Arrays and never streams, because openpgp.js would
  * release unauthenticated SEIPD v1 plaintext from a stream.
  */
+import { createHash, type Hash } from 'node:crypto';
+import { ReadableStream } from 'node:stream/web';
+
 import * as openpgp from 'openpgp';
 
 import { CryptoError } from '../errors.js';
@@ -11,7 +14,8 @@ import { encryptionConfig } from './algorithms.js';
 import type { SessionKey } from './gpg-session-key.js';
 import { findKeyByKeyId } from './keys.js';
 import { readBinaryMessage, recipientKeyIds } from './recipients.js';
-import { requireTrustedSignatures } from './signers.js';
+import { requireTrustedSignatures, type SignatureResult } from './signers.js';
+import { collectYoungGarbage } from './young-garbage.js';
 
 export interface EncryptKeys {
   recipients: openpgp.PublicKey[];
@@ -39,22 +43,48 @@ export const SEGMENT_SIGNATURE_CHECK = 'segment-signature';
 /** Key ID of an anonymous recipient, which any secret key may try to open. */
 const WILDCARD_KEY_ID = '0000000000000000';
 
+/** A signed and encrypted segment, with the SHA-256 of its bytes as the manifest records it. */
+export interface EncryptedSegment {
+  ciphertext: Uint8Array;
+  sha256: string;
+  /** The plaintext buffer, handed back for reuse; after a move to a worker and back it is a new view of the same memory. */
+  plaintext: Uint8Array;
+}
+
+/**
+ * openpgp.js gets its input in slices of this size. Given a whole segment at
+ * once, it holds about seven copies of it while it works; given slices, a few
+ * slices (bench/notes.md: lower peak RSS, and encryption got faster too).
+ */
+const SLICE_BYTES = 1024 * 1024;
+
+/** Room for packet headers, signatures and PKESK packets beyond the plaintext; more is grown on demand. */
+export const CIPHERTEXT_SLACK_BYTES = 64 * 1024;
+
+/** Output bytes between two young-generation collections; see young-garbage.ts. */
+const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
+
 /**
  * Signs (one-pass signature inside) and encrypts one segment into a binary
- * OpenPGP message that "gpg -d" reads. Recipients must have passed
- * checkRecipients with the same `aead` value.
+ * OpenPGP message that "gpg -d" reads, and hashes the result on the way.
+ * Recipients must have passed checkRecipients with the same `aead` value.
+ * The ciphertext is written into `output` when it is large enough, else into
+ * a new buffer. Streaming is safe here: only decryption must never release
+ * bytes early.
  */
-export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys): Promise<Uint8Array> {
-  const message = await openpgp.createMessage({ binary: plaintext, format: 'binary' });
-
+export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys, output?: Uint8Array): Promise<EncryptedSegment> {
   try {
-    return await openpgp.encrypt({
+    const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
+    const encrypted = await openpgp.encrypt({
       message,
       encryptionKeys: keys.recipients,
       signingKeys: keys.signingKey,
       format: 'binary',
       config: encryptionConfig(keys.aead),
     });
+    const hash = createHash('sha256');
+    const ciphertext = await collectStream(encrypted, output ?? new Uint8Array(plaintext.byteLength + CIPHERTEXT_SLACK_BYTES), hash);
+    return { ciphertext, sha256: hash.digest('hex'), plaintext };
   } catch (error) {
     throw new CryptoError(`encrypting a segment of ${plaintext.byteLength} bytes failed: ${(error as Error).message}`, {
       cause: error,
@@ -63,19 +93,79 @@ export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys): 
 }
 
 /**
- * Decrypts one whole segment and checks its inner signature against
- * `verificationKeys`. With `sessionKey` the segment is opened with it and
- * the secret keys are not used. The caller must have checked the
- * ciphertext's SHA-256 against the signed manifest before, so that a damaged
- * object fails there with a clear message.
+ * Reads a stream into `buffer`, from its start, updating `hash` when given.
+ * A stream that does not fit moves to a new buffer twice as large. Returns
+ * the filled part.
  */
-export async function decryptSegment(ciphertext: Uint8Array, objectName: string, keys: DecryptKeys, sessionKey?: SessionKey): Promise<DecryptedSegment> {
-  const message = await readBinaryMessage(ciphertext, objectName);
+async function collectStream(stream: ReadableStream<Uint8Array>, buffer: Uint8Array, hash?: Hash): Promise<Uint8Array> {
+  let length = 0;
+  let sinceCollection = 0;
+
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+
+    if (length + value.byteLength > buffer.byteLength) {
+      const grown = new Uint8Array(Math.max(2 * buffer.byteLength, length + value.byteLength));
+      grown.set(buffer.subarray(0, length));
+      buffer = grown;
+    }
+    buffer.set(value, length);
+    length += value.byteLength;
+    hash?.update(value);
+
+    sinceCollection += value.byteLength;
+    if (sinceCollection >= COLLECT_EVERY_BYTES) {
+      sinceCollection = 0;
+      collectYoungGarbage();
+    }
+  }
+
+  return buffer.subarray(0, length);
+}
+
+/** Offers `bytes` to openpgp.js in slices; the slices are views, not copies. */
+function sliced(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (let offset = 0; offset < bytes.byteLength; offset += SLICE_BYTES) {
+        controller.enqueue(bytes.subarray(offset, offset + SLICE_BYTES));
+      }
+      controller.close();
+    },
+  });
+}
+
+/**
+ * Decrypts one segment and checks its inner signature against
+ * `verificationKeys`. With `sessionKey` the segment is opened with it and
+ * the secret keys are not used. The plaintext goes into `output` when it is
+ * large enough.
+ *
+ * openpgp.js decrypts the segment slice by slice, which keeps its copies
+ * small, but nothing leaves this function before the whole message was read,
+ * its integrity check (MDC or AEAD tags) passed and the signature verified:
+ * that is why allowing an unauthenticated stream is safe here. The caller
+ * must have checked the ciphertext's SHA-256 against the signed manifest
+ * before, so that a damaged object fails there with a clear message.
+ */
+export async function decryptSegment(
+  ciphertext: Uint8Array,
+  objectName: string,
+  keys: DecryptKeys,
+  sessionKey?: SessionKey,
+  output?: Uint8Array,
+): Promise<DecryptedSegment> {
+  const message = await readBinaryMessage(sliced(ciphertext), objectName);
   if (sessionKey === undefined) requireMatchingDecryptionKey(message, objectName, keys.decryptionKeys);
 
-  let result: Awaited<ReturnType<typeof decryptBinary>>;
+  let plaintext: Uint8Array;
+  let signatures: SignatureResult[];
   try {
-    result = await decryptBinary(message, keys, sessionKey);
+    const result = await decryptStream(message, keys, sessionKey);
+    plaintext = await collectStream(result.data, output ?? new Uint8Array(ciphertext.byteLength));
+    signatures = result.signatures;
   } catch (error) {
     throw new CryptoError(`decrypting ${objectName} failed: ${(error as Error).message}`, {
       cause: error,
@@ -83,23 +173,25 @@ export async function decryptSegment(ciphertext: Uint8Array, objectName: string,
     });
   }
 
-  const { signerFingerprint } = await requireTrustedSignatures(result.signatures, keys.verificationKeys, SEGMENT_SIGNATURE_CHECK, objectName);
-  return { plaintext: result.data, signerFingerprint };
+  const { signerFingerprint } = await requireTrustedSignatures(signatures, keys.verificationKeys, SEGMENT_SIGNATURE_CHECK, objectName);
+  return { plaintext, signerFingerprint };
 }
 
-async function decryptBinary(message: openpgp.Message<Uint8Array>, keys: DecryptKeys, sessionKey: SessionKey | undefined) {
+async function decryptStream(message: openpgp.Message<ReadableStream<Uint8Array>>, keys: DecryptKeys, sessionKey: SessionKey | undefined) {
+  const config = { allowUnauthenticatedStream: true };
   if (sessionKey !== undefined) {
-    return openpgp.decrypt({ message, sessionKeys: sessionKey, verificationKeys: keys.verificationKeys, format: 'binary' });
+    return openpgp.decrypt({ message, sessionKeys: sessionKey, verificationKeys: keys.verificationKeys, format: 'binary', config });
   }
   return openpgp.decrypt({
     message,
     decryptionKeys: keys.decryptionKeys,
     verificationKeys: keys.verificationKeys,
     format: 'binary',
+    config,
   });
 }
 
-function requireMatchingDecryptionKey(message: openpgp.Message<Uint8Array>, objectName: string, decryptionKeys: openpgp.PrivateKey[]): void {
+function requireMatchingDecryptionKey(message: openpgp.Message<ReadableStream<Uint8Array>>, objectName: string, decryptionKeys: openpgp.PrivateKey[]): void {
   const encryptionKeyIds = message.getEncryptionKeyIDs();
   const matches = encryptionKeyIds.some((keyId) => keyId.toHex() === WILDCARD_KEY_ID || findKeyByKeyId(decryptionKeys, keyId) !== undefined);
   if (matches) return;

@@ -22,6 +22,8 @@ export interface RunnerOptions {
 export interface TaskPayload {
   bytes: Uint8Array;
   transfer: boolean;
+  /** A buffer for the result, always moved to a worker; dropped when it does not own its whole ArrayBuffer. */
+  output?: Uint8Array;
   /** Words for errors, for example "encrypting a 16777216-byte segment". */
   description: string;
 }
@@ -45,17 +47,21 @@ export class SegmentRunner {
   }
 
   /**
-   * Runs `makeTask(bytes)`. For a worker, the bytes are moved when the caller
-   * allows it and they fill their whole ArrayBuffer, and copied once otherwise.
+   * Runs `makeTask(bytes, output)`. For a worker, the bytes are moved when the
+   * caller allows it and they fill their whole ArrayBuffer, and copied once
+   * otherwise.
    */
-  async run(payload: TaskPayload, makeTask: (bytes: Uint8Array) => SegmentTask): Promise<SegmentResult> {
+  async run(payload: TaskPayload, makeTask: (bytes: Uint8Array, output?: Uint8Array) => SegmentTask): Promise<SegmentResult> {
     const timeoutMs = this.options.timeoutMs ?? watchdogTimeoutMs(payload.bytes.byteLength);
 
     try {
-      if (!this.pool) return await withWatchdog(this.options.runInProcess(makeTask(payload.bytes)), timeoutMs);
+      if (!this.pool) return await withWatchdog(this.options.runInProcess(makeTask(payload.bytes, payload.output)), timeoutMs);
 
       const bytes = payload.transfer && ownsWholeBuffer(payload.bytes) ? payload.bytes : payload.bytes.slice();
-      return await this.pool.run(makeTask(bytes), { transfer: [bytes.buffer as ArrayBuffer], timeoutMs });
+      const output = payload.output !== undefined && ownsWholeBuffer(payload.output) ? payload.output : undefined;
+      const transfer = [bytes.buffer as ArrayBuffer];
+      if (output !== undefined) transfer.push(output.buffer as ArrayBuffer);
+      return await this.pool.run(makeTask(bytes, output), { transfer, timeoutMs });
     } catch (error) {
       if (error instanceof TaskTimeoutError) {
         throw new CryptoError(`${payload.description} timed out after ${Math.round(timeoutMs / 1000)} s and was aborted`, {

@@ -6,7 +6,7 @@
 import * as openpgp from 'openpgp';
 
 import type { SessionKey } from './gpg-session-key.js';
-import type { DecryptedSegment, DecryptKeys, EncryptKeys } from './segment-operations.js';
+import type { DecryptedSegment, DecryptKeys, EncryptedSegment, EncryptKeys } from './segment-operations.js';
 
 /**
  * Keys reach workers as binary OpenPGP packets (Uint8Array), because openpgp.js
@@ -17,10 +17,10 @@ export type SegmentWorkerData =
   | { role: 'decrypt'; decryptionKeys: Uint8Array[]; verificationKeys: Uint8Array[] };
 
 export type SegmentTask =
-  | { kind: 'encrypt'; plaintext: Uint8Array }
+  | { kind: 'encrypt'; plaintext: Uint8Array; output?: Uint8Array }
   | { kind: 'decrypt'; ciphertext: Uint8Array; objectName: string; sessionKey?: SessionKey };
 
-export type SegmentResult = Uint8Array | DecryptedSegment;
+export type SegmentResult = EncryptedSegment | DecryptedSegment;
 
 const SEGMENT_SIZE_FOR_BOUND = 16 * 1024 * 1024;
 const TIMEOUT_PER_SEGMENT_MS = 120_000;

@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 
 import { decryptSegment, encryptSegment, type DecryptKeys, type EncryptKeys } from './segment-operations.js';
 import { parseDecryptKeys, parseEncryptKeys, type SegmentResult, type SegmentTask, type SegmentWorkerData } from './segment-tasks.js';
-import { serializeError, transferableCopy, type TaskReply, type TaskRequest } from './worker-protocol.js';
+import { serializeError, type TaskReply, type TaskRequest } from './worker-protocol.js';
 
 const data = workerData as SegmentWorkerData;
 
@@ -20,14 +20,15 @@ async function runTask(task: SegmentTask): Promise<{ result: SegmentResult; tran
 
   if (task.kind === 'encrypt') {
     if (data.role !== 'encrypt') throw new Error('this worker was started for decryption, not encryption');
-    const ciphertext = transferableCopy(await encryptSegment(task.plaintext, keys as EncryptKeys));
-    return { result: ciphertext.bytes, transfer: [ciphertext.buffer] };
+    // Both buffers came here by transfer or were made here, so both move back without a copy.
+    const encrypted = await encryptSegment(task.plaintext, keys as EncryptKeys, task.output);
+    return { result: encrypted, transfer: [encrypted.ciphertext.buffer as ArrayBuffer, encrypted.plaintext.buffer as ArrayBuffer] };
   }
 
   if (data.role !== 'decrypt') throw new Error('this worker was started for encryption, not decryption');
+  // The plaintext is a view of a buffer made here for it alone, so the whole buffer moves without a copy.
   const decrypted = await decryptSegment(task.ciphertext, task.objectName, keys as DecryptKeys, task.sessionKey);
-  const plaintext = transferableCopy(decrypted.plaintext);
-  return { result: { plaintext: plaintext.bytes, signerFingerprint: decrypted.signerFingerprint }, transfer: [plaintext.buffer] };
+  return { result: decrypted, transfer: [decrypted.plaintext.buffer as ArrayBuffer] };
 }
 
 if (!parentPort) throw new Error('segment-worker must run as a worker thread');

@@ -7,10 +7,15 @@ import { UsageError } from '../errors.js';
 
 /**
  * Yields segments of exactly `segmentSize` bytes; the last one may be
- * shorter, and an empty input yields none. Each segment is a new Buffer that
- * the caller owns, filled by copying, so input chunks can be reused.
+ * shorter (a view of a full-size buffer), and an empty input yields none.
+ * Each segment is a buffer from `allocate` (default: a new one) that the
+ * caller owns, filled by copying, so input chunks can be reused.
  */
-export async function* splitIntoSegments(input: AsyncIterable<Uint8Array>, segmentSize: number): AsyncGenerator<Buffer, void, undefined> {
+export async function* splitIntoSegments(
+  input: AsyncIterable<Uint8Array>,
+  segmentSize: number,
+  allocate: () => Buffer | Promise<Buffer> = () => Buffer.allocUnsafe(segmentSize),
+): AsyncGenerator<Buffer, void, undefined> {
   if (!Number.isSafeInteger(segmentSize) || segmentSize <= 0) {
     throw new UsageError(`invalid segment size ${segmentSize}: expected a positive whole number of bytes`);
   }
@@ -22,7 +27,7 @@ export async function* splitIntoSegments(input: AsyncIterable<Uint8Array>, segme
     let position = 0;
 
     while (position < chunk.byteLength) {
-      segment ??= Buffer.allocUnsafe(segmentSize);
+      segment ??= await allocate();
 
       const take = Math.min(segmentSize - filled, chunk.byteLength - position);
       segment.set(chunk.subarray(position, position + take), filled);

@@ -22,7 +22,7 @@ beforeAll(async () => {
   bob = await makeAdminKey('bob');
 
   const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
-  segment = await encryptor.encrypt(plaintext);
+  segment = (await encryptor.encrypt(plaintext)).ciphertext;
   await encryptor.close();
 });
 

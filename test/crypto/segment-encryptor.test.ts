@@ -28,7 +28,7 @@ describe.each([0, 2])('SegmentEncryptor with %i workers', (workers) => {
 
   it('round trip for either admin', async () => {
     const plaintext = patternBytes(300_000, workers);
-    const ciphertext = await encryptor.encrypt(plaintext);
+    const ciphertext = (await encryptor.encrypt(plaintext)).ciphertext;
 
     for (const admin of [alice, bob]) {
       const decryptor = await SegmentDecryptor.create({ decryptionKeys: [admin.privateKey], verificationKeys: [host.publicKey], workers });
@@ -40,13 +40,13 @@ describe.each([0, 2])('SegmentEncryptor with %i workers', (workers) => {
   });
 
   it('encrypts to both admin subkeys', async () => {
-    const ciphertext = await encryptor.encrypt(patternBytes(100, 1));
+    const ciphertext = (await encryptor.encrypt(patternBytes(100, 1))).ciphertext;
     const expected = [alice, bob].map((admin) => admin.publicKey.getSubkeys()[0].getKeyID().toHex().toUpperCase());
     expect((await encryptionRecipients(ciphertext)).sort()).toEqual(expected.sort());
   });
 
   it('round trip of empty segment', async () => {
-    const ciphertext = await encryptor.encrypt(new Uint8Array(0));
+    const ciphertext = (await encryptor.encrypt(new Uint8Array(0))).ciphertext;
     const decryptor = await SegmentDecryptor.create({ decryptionKeys: [alice.privateKey], verificationKeys: [host.publicKey], workers });
     const result = await decryptor.decrypt(ciphertext, 'segment-empty');
     await decryptor.close();
@@ -68,7 +68,7 @@ describe('SegmentEncryptor transfer option', () => {
   it('detaches whole buffer with workers', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1 });
     const plaintext = patternBytes(65_536, 3);
-    const ciphertext = await encryptor.encrypt(plaintext, { transfer: true });
+    const ciphertext = (await encryptor.encrypt(plaintext, { transfer: true })).ciphertext;
     await encryptor.close();
     expect(plaintext.byteLength).toBe(0);
     expect(ciphertext.byteLength).toBeGreaterThan(65_536);
@@ -108,7 +108,7 @@ describe.skipIf(!available('gpg'))('SegmentEncryptor output read by gpg', () => 
   it('gpg decrypts and verifies segment', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey, bob.publicKey], signingKey: host.privateKey, workers: 1 });
     const plaintext = patternBytes(200_000, 6);
-    const segment = gnupg.writeFile('segment.pgp', await encryptor.encrypt(plaintext));
+    const segment = gnupg.writeFile('segment.pgp', (await encryptor.encrypt(plaintext)).ciphertext);
     await encryptor.close();
 
     const output = gnupg.writeFile('segment.out', '');
@@ -122,7 +122,7 @@ describe.skipIf(!available('gpg'))('SegmentEncryptor output read by gpg', () => 
 
   it('gpg prints segment session key', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
-    const segment = gnupg.writeFile('segment-sk.pgp', await encryptor.encrypt(patternBytes(1000, 7)));
+    const segment = gnupg.writeFile('segment-sk.pgp', (await encryptor.encrypt(patternBytes(1000, 7))).ciphertext);
     await encryptor.close();
 
     const result = gnupg.gpg(['--status-fd', '2', '--show-session-key', '-o', '/dev/null', '-d', segment]);
@@ -135,7 +135,7 @@ describe.skipIf(!available('sqop'))('SegmentEncryptor output read by sqop', () =
     const gnupg = new GnupgHome();
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey, bob.publicKey], signingKey: host.privateKey, workers: 1 });
     const plaintext = patternBytes(150_000, 8);
-    const ciphertext = await encryptor.encrypt(plaintext);
+    const ciphertext = (await encryptor.encrypt(plaintext)).ciphertext;
     await encryptor.close();
 
     const hostCert = gnupg.writeFile('host.cert', host.armored.publicKey);

@@ -43,7 +43,7 @@ describe('WorkerPool', () => {
   it('replaces worker after timeout', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
     const plaintext = patternBytes(2 * 1024 * 1024, 1);
-    const ciphertext = await encryptor.encrypt(plaintext);
+    const ciphertext = (await encryptor.encrypt(plaintext)).ciphertext;
     await encryptor.close();
 
     const slow = await pool.run({ kind: 'decrypt', ciphertext: ciphertext.slice(), objectName: 'slow' }, { timeoutMs: 1 }).catch((caught: unknown) => caught);
@@ -90,7 +90,7 @@ describe('SegmentEncryptor pool pairing', () => {
     // Sizes differ so that later tasks can finish before earlier ones.
     const inputs = Array.from({ length: 12 }, (_, index) => patternBytes(((index * 7) % 5 + 1) * 40_000 + index, index));
 
-    const ciphertexts = await Promise.all(inputs.map((input) => encryptor.encrypt(input)));
+    const ciphertexts = await Promise.all(inputs.map(async (input) => (await encryptor.encrypt(input)).ciphertext));
     const outputs = await Promise.all(ciphertexts.map((ciphertext, index) => decryptor.decrypt(ciphertext, `segment-${index}`)));
     await Promise.all([encryptor.close(), decryptor.close()]);
 
@@ -101,7 +101,7 @@ describe('SegmentEncryptor pool pairing', () => {
 
   it('failing task rejects only itself', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
-    const good = await encryptor.encrypt(patternBytes(50_000, 3));
+    const good = (await encryptor.encrypt(patternBytes(50_000, 3))).ciphertext;
     await encryptor.close();
 
     const decryptor = await SegmentDecryptor.create({ decryptionKeys: [alice.privateKey], verificationKeys: [host.publicKey], workers: 2 });

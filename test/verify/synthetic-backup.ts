@@ -78,7 +78,7 @@ export async function writeSyntheticBackup(store: ObjectStore, options: Syntheti
   try {
     for await (const plaintext of splitIntoSegments(writer.stream, segmentSize)) {
       const name = segmentName(segments.length);
-      const ciphertext = await encryptor.encrypt(plaintext);
+      const ciphertext = (await encryptor.encrypt(plaintext)).ciphertext;
       await store.put(segmentKey(ref, name), ciphertext, { ifNoneMatch: true });
       written.push(segmentKey(ref, name));
       segments.push({ name, size: ciphertext.byteLength, sha256: createHash('sha256').update(ciphertext).digest('hex'), plainSize: plaintext.length });
