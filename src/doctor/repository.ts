@@ -22,7 +22,7 @@ export async function checkRepository(config: Config, options: { writeTest: bool
     if (missing) return [missing];
   }
 
-  const store = openStore(config.repository);
+  const store = await openStore(config.repository);
   const results: CheckResult[] = [];
 
   const listing = await runCheck('repository.list', () => checkList(store));

@@ -2,7 +2,6 @@
  * Builds an ObjectStore from the repository section of the configuration.
  */
 import { LocalStore } from './local.js';
-import { S3Store } from './s3.js';
 import type { ObjectStore, Retention } from './store.js';
 
 export interface LocalRepositoryConfig {
@@ -33,9 +32,12 @@ export type RepositoryConfig = LocalRepositoryConfig | S3RepositoryConfig;
  * SDK's default chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a shared
  * profile (AWS_PROFILE), or an instance role.
  */
-export function openStore(config: RepositoryConfig): ObjectStore {
+export async function openStore(config: RepositoryConfig): Promise<ObjectStore> {
   if (config.type === 'local') return new LocalStore(config.path);
 
+  // Loaded on demand: the AWS SDK takes about a quarter of a second to load,
+  // which every run against a local repository would otherwise pay.
+  const { S3Store } = await import('./s3.js');
   return new S3Store({
     bucket: config.bucket,
     prefix: config.prefix,

@@ -25,7 +25,7 @@ export async function openRepository(
   config: Config,
   options: { create: boolean },
 ): Promise<{ store: ObjectStore; repositoryId: string }> {
-  const store = openStore(config.repository);
+  const store = await openStore(config.repository);
   const marker = await readMarker(store);
   if (marker) return { store, repositoryId: marker.id };
 

@@ -208,7 +208,7 @@ describe.skipIf(!rgw)('S3Store on RGW', () => {
     process.env.AWS_ACCESS_KEY_ID = accessKeyId;
     process.env.AWS_SECRET_ACCESS_KEY = secretAccessKey;
     try {
-      const store = openStore({ type: 's3', bucket, prefix: 'opened', endpoint });
+      const store = await openStore({ type: 's3', bucket, prefix: 'opened', endpoint });
       await store.put('object', Buffer.from('via config'));
 
       expect((await store.get('object')).toString()).toBe('via config');
