@@ -3,6 +3,8 @@
  * signing key, the recipients (checked for the packet versions they select),
  * the worker pool and the libvirt connection.
  */
+import { availableParallelism } from 'node:os';
+
 import type { PrivateKey, PublicKey } from 'openpgp';
 
 import type { Config } from '../config/load.js';
@@ -93,11 +95,21 @@ export async function createBackupContext(
     seipdVersion: algorithms.seipdVersion,
     encryptor,
     limiter: config.bandwidthLimit ? new RateLimiter(config.bandwidthLimit) : undefined,
-    segmentsInFlight: Math.max(2, (workers ?? 2) + Math.min(config.concurrency.uploads, 2)),
+    segmentsInFlight: segmentsInFlight(workers ?? availableParallelism(), config.concurrency.uploads),
     retention: () =>
       lock ? { mode: lock.mode, until: new Date(Date.now() + lock.days * 86_400_000) } : undefined,
     close: () => encryptor.close(),
   };
+}
+
+/**
+ * Returns how many segments a backup works on at once: one per worker
+ * thread and one per upload. Each costs two segment buffers (plaintext and
+ * ciphertext), so with 16 MiB segments, two workers and one upload the
+ * buffer pools take 112 MiB.
+ */
+function segmentsInFlight(workers: number, uploads: number): number {
+  return Math.max(2, workers + uploads);
 }
 
 /**

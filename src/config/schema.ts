@@ -43,8 +43,8 @@ const concurrency = z
   .object({
     /** Worker threads that encrypt or decrypt segments. */
     workers: z.number().int().min(0).max(64).optional(),
-    /** Segment uploads in flight. */
-    uploads: z.number().int().min(1).max(64).default(4),
+    /** Segment uploads in flight, beyond the segments the workers encrypt; each costs two segment buffers. */
+    uploads: z.number().int().min(1).max(64).default(1),
     /** Segment downloads in flight during restore (read-ahead). */
     downloads: z.number().int().min(1).max(64).default(3),
     /** NBD read requests in flight per disk. */
@@ -141,7 +141,7 @@ export const configSchema = z
       })
       .strict()
       .default({ maxLength: 14, maxAgeDays: 30 }),
-    concurrency: concurrency.default({ uploads: 4, downloads: 3, reads: 4, domains: 1 }),
+    concurrency: concurrency.default({ uploads: 1, downloads: 3, reads: 4, domains: 1 }),
     /** What prune keeps. Prune rejects a configuration without it. */
     retention: retention.optional(),
     /** Repository size limit in bytes or as a size such as "500GiB"; backup warns at 80% and stops at 95%. */
