@@ -61,12 +61,19 @@ export async function pruneCheckpoints(
   options: { keep: string | undefined; running: boolean; qcow2Paths: string[]; logger: Logger },
 ): Promise<void> {
   const libvirtNames = (await listCheckpoints(virsh, domain)).map((checkpoint) => checkpoint.name);
+  const stillInLibvirt: string[] = [];
   for (const name of libvirtNames) {
-    if (!name.startsWith(CHECKPOINT_PREFIX) || name === options.keep) continue;
+    if (!name.startsWith(CHECKPOINT_PREFIX) || name === options.keep) {
+      stillInLibvirt.push(name);
+      continue;
+    }
     try {
-      await deleteCheckpoint(virsh, domain, name);
+      // libvirt 9 deletes checkpoints of an inactive domain only as metadata;
+      // the bitmaps then go with the offline ones below.
+      await deleteCheckpoint(virsh, domain, name, { metadataOnly: !options.running });
       options.logger.debug({ checkpoint: name }, 'old checkpoint deleted');
     } catch (error) {
+      stillInLibvirt.push(name);
       options.logger.warn({ checkpoint: name, err: error }, `cannot delete old checkpoint ${name}`);
     }
   }
@@ -75,7 +82,7 @@ export async function pruneCheckpoints(
   if (options.running) return;
   for (const path of options.qcow2Paths) {
     for (const name of await imageBitmaps(path)) {
-      if (!name.startsWith(CHECKPOINT_PREFIX) || name === options.keep || libvirtNames.includes(name)) continue;
+      if (!name.startsWith(CHECKPOINT_PREFIX) || name === options.keep || stillInLibvirt.includes(name)) continue;
       try {
         await removeImageBitmap(path, name);
         options.logger.debug({ bitmap: name, image: path }, 'old dirty bitmap removed');

@@ -4,11 +4,12 @@
  * incremental with nothing dirty stores no disk data. A killed backup's
  * checkpoint is never chained from, and shut-off domains chain too.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -21,6 +22,11 @@ import { compareImages, virsh } from './helpers.js';
 
 const enabled = available('libvirt', 'qemu-img');
 const MIB = 1024 * 1024;
+
+async function qemuImgInfo(path: string): Promise<string> {
+  const { stdout } = await promisify(execFile)('qemu-img', ['info', '--force-share', '--output=json', path]);
+  return stdout;
+}
 
 interface BackupSummary {
   backupId: string;
@@ -189,6 +195,28 @@ describe.skipIf(!enabled)('incremental chains', () => {
     expect(incremental.bytesRead).toBe(MIB);
 
     await restoreAndCompare(config, dir, full.backupId, fullReferences, domain);
+    await restoreAndCompare(config, dir, incremental.backupId, references, domain);
+  });
+
+  it('checkpoint of running domain pruned offline', async () => {
+    const { dir, config, domain } = await setup('single', 'hvb-test-incr-stop', true);
+    const full = await backup(config, domain.name);
+    expect(full.type).toBe('full');
+    await virsh('destroy', domain.name);
+
+    await writePattern(domain.disks[0].path, 'qcow2', 20 * MIB, MIB, 0x5a);
+    const references = await snapshot(domain, 'stop1');
+    const incremental = await backup(config, domain.name);
+    expect(incremental.type).toBe('incremental');
+    expect(incremental.parent).toBe(full.backupId);
+
+    // libvirt 9 keeps checkpoints of an inactive domain unless deleted as metadata; neither they nor their bitmaps may pile up.
+    const checkpoints = (await virsh('checkpoint-list', domain.name, '--name')).split('\n').filter(Boolean);
+    expect(checkpoints).toEqual([]);
+    const info = JSON.parse(await qemuImgInfo(domain.disks[0].path)) as { 'format-specific': { data: { bitmaps?: { name: string }[] } } };
+    const bitmaps = (info['format-specific'].data.bitmaps ?? []).map((bitmap) => bitmap.name);
+    expect(bitmaps).toEqual([`hvbackup-${incremental.backupId}`]);
+
     await restoreAndCompare(config, dir, incremental.backupId, references, domain);
   });
 });
