@@ -119,6 +119,9 @@ function segmentsInFlight(workers: number, uploads: number): number {
  */
 async function publishSigningKey(store: ObjectStore, signingKey: PrivateKey): Promise<void> {
   const fingerprint = keyInfo(signingKey).fingerprint;
+  // Every backup after the first finds the key there; a HEAD costs less than a refused durable write.
+  if (await store.head(publicKeyKey(fingerprint))) return;
+
   const armored = signingKey.toPublic().armor();
   try {
     await store.put(publicKeyKey(fingerprint), Buffer.from(armored, 'utf8'), { ifNoneMatch: true, contentType: 'application/pgp-keys' });
