@@ -2,9 +2,9 @@
  * SegmentDecryptor opens segments written by SegmentEncryptor (or by
  * "gpg --encrypt --sign") and checks that a pinned host key signed them.
  *
- * It takes whole segments only and never streams: openpgp.js would release
- * SEIPD v1 plaintext before the MDC is checked, and a tampered length header
- * can stall a stream. The caller checks the ciphertext's SHA-256 against the
+ * It takes and returns whole segments, never a stream: a SEIPD v1 stream
+ * would release plaintext before the MDC is checked, and a tampered length
+ * header can stall it. The caller checks the ciphertext's SHA-256 against the
  * signed manifest before calling decrypt.
  */
 import { availableParallelism } from 'node:os';

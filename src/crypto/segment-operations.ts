@@ -1,8 +1,9 @@
 /**
  * Encryption and decryption of one whole segment with parsed keys. Worker
  * threads run these functions, and so does the in-process mode (workers: 0).
- * Inputs are whole Uint8Arrays and never streams, because openpgp.js would
- * release unauthenticated SEIPD v1 plaintext from a stream.
+ * Callers pass and get whole Uint8Arrays. Inside, openpgp.js works on 1 MiB
+ * slices to keep its copies small, and decryption returns nothing before the
+ * whole message was authenticated.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { ReadableStream } from 'node:stream/web';
@@ -53,8 +54,8 @@ export interface EncryptedSegment {
 
 /**
  * openpgp.js gets its input in slices of this size. Given a whole segment at
- * once, it holds about seven copies of it while it works; given slices, a few
- * slices (bench/notes.md: lower peak RSS, and encryption got faster too).
+ * once, it keeps about seven copies of it while it works; given slices, only
+ * a few slices (bench/notes.md has the measurements).
  */
 const SLICE_BYTES = 1024 * 1024;
 
@@ -144,9 +145,9 @@ function sliced(bytes: Uint8Array): ReadableStream<Uint8Array> {
  * large enough.
  *
  * openpgp.js decrypts the segment slice by slice, which keeps its copies
- * small, but nothing leaves this function before the whole message was read,
- * its integrity check (MDC or AEAD tags) passed and the signature verified:
- * that is why allowing an unauthenticated stream is safe here. The caller
+ * small. Allowing it an unauthenticated stream is safe here because nothing
+ * leaves this function before the whole message was read, its integrity
+ * check (MDC or AEAD tags) passed and the signature was verified. The caller
  * must have checked the ciphertext's SHA-256 against the signed manifest
  * before, so that a damaged object fails there with a clear message.
  */
