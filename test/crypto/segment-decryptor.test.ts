@@ -14,6 +14,9 @@ let alice: TestKey;
 let bob: TestKey;
 let segment: Uint8Array;
 const plaintext = patternBytes(120_000, 11);
+// Larger than three of the 1 MiB slices that openpgp.js works on.
+const largePlaintext = patternBytes(3 * 1024 * 1024 + 500_000, 13);
+let largeSegment: Uint8Array;
 
 beforeAll(async () => {
   host = await makeHostKey();
@@ -23,6 +26,7 @@ beforeAll(async () => {
 
   const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
   segment = (await encryptor.encrypt(plaintext)).ciphertext;
+  largeSegment = (await encryptor.encrypt(largePlaintext)).ciphertext;
   await encryptor.close();
 });
 
@@ -50,6 +54,19 @@ describe.each([0, 1])('SegmentDecryptor with %i workers', (workers) => {
       const error = await rejection(decryptor.decrypt(flipBit(segment, offset), 'segment-flipped'));
       expect(error, `bit flipped at offset ${offset}`).toBeInstanceOf(CryptoError);
       expect(error.message, `bit flipped at offset ${offset}`).toContain('segment-flipped');
+    }
+  });
+
+  it('round trip of multi-slice segment', async () => {
+    const result = await decryptor.decrypt(largeSegment, 'segment-large');
+    expect(sameBytes(result.plaintext, largePlaintext)).toBe(true);
+  });
+
+  it('rejects flipped bit in any slice', async () => {
+    // The MDC at the end must catch a change in an early slice, after later slices were decrypted.
+    for (const offset of [1024 * 1024 + 7, 2 * 1024 * 1024 + 7, largeSegment.length - 30]) {
+      const error = await rejection(decryptor.decrypt(flipBit(largeSegment, offset), 'segment-large-flipped'));
+      expect(error, `bit flipped at offset ${offset}`).toBeInstanceOf(CryptoError);
     }
   });
 
