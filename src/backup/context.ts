@@ -17,7 +17,7 @@ import {
 } from '../crypto/index.js';
 import { AlreadyExistsError, RepositoryError } from '../errors.js';
 import { Domains } from '../libvirt/domain.js';
-import { Virsh } from '../libvirt/virsh.js';
+import { RECONNECT_MS, Virsh } from '../libvirt/virsh.js';
 import type { Logger } from '../log/logger.js';
 import type { Progress } from '../log/progress.js';
 import { publicKeyKey } from '../manifest/layout.js';
@@ -73,7 +73,7 @@ export async function createBackupContext(
     await encryptor.close();
     throw error;
   }
-  const virsh = new Virsh({ uri: config.libvirt.uri });
+  const virsh = new Virsh({ uri: config.libvirt.uri, reconnectMs: RECONNECT_MS, logger: options.logger });
   const lock = config.repository.type === 's3' ? config.repository.objectLock : undefined;
 
   options.logger.debug(

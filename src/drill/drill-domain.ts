@@ -11,7 +11,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { Config } from '../config/load.js';
 import { describeError } from '../errors.js';
 import { Domains } from '../libvirt/domain.js';
-import { Virsh } from '../libvirt/virsh.js';
+import { RECONNECT_MS, Virsh } from '../libvirt/virsh.js';
 import type { Logger } from '../log/logger.js';
 import type { Progress } from '../log/progress.js';
 import type { BackupRef } from '../manifest/layout.js';
@@ -38,7 +38,7 @@ export interface DrillContext {
 export async function drillDomain(config: Config, domain: string, context: DrillContext): Promise<DrillResult> {
   const started = new Date();
   const log = context.logger.child({ drillOf: domain });
-  const libvirt = libvirtFor(config);
+  const libvirt = libvirtFor(config, log);
   const sandbox = await createSandbox(context.settings.sandboxDir, domain, started);
   const result = initialResult(domain, sandbox.name, context.settings.targetsOf(domain));
   log.info({ phase: 'drill', sandbox: sandbox.name, directory: sandbox.directory }, 'drill started');
@@ -130,8 +130,8 @@ async function recordDrill(audit: AuditLog, config: Config, result: DrillResult,
   }
 }
 
-function libvirtFor(config: Config): { virsh: Virsh; domains: Domains } {
-  const virsh = new Virsh({ uri: config.libvirt.uri });
+function libvirtFor(config: Config, logger: Logger): { virsh: Virsh; domains: Domains } {
+  const virsh = new Virsh({ uri: config.libvirt.uri, reconnectMs: RECONNECT_MS, logger });
   return { virsh, domains: new Domains(virsh) };
 }
 
