@@ -18,6 +18,7 @@ export type AuditAction =
   | 'restore-refused'
   | 'verification'
   | 'promotion'
+  | 'promotion-recovery'
   | 'restore'
   | 'deletion'
   | 'drill';

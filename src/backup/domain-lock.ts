@@ -1,10 +1,11 @@
 /**
- * One backup per domain at a time, across processes: a lock file per domain
- * under stateDir/locks, created exclusively and holding the owner's PID. A
- * lock whose PID no longer runs is stale (its process was killed) and is
- * taken over; a live one makes the second run refuse with the owner's PID.
+ * One backup or restore promotion per domain at a time, across processes: a
+ * lock file per domain under stateDir/locks, created exclusively and holding
+ * the owner's PID. A lock whose PID no longer runs is stale, because its
+ * process was killed, and is taken over. A live one makes the second run
+ * refuse with the owner's PID.
  */
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { lchown, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { RefusedError } from '../errors.js';
@@ -18,7 +19,14 @@ export interface DomainLock {
 
 export async function lockDomain(stateDir: string, domain: string): Promise<DomainLock> {
   const dir = join(stateDir, 'locks');
-  await mkdir(dir, { recursive: true, mode: 0o750 });
+  const stateOwner = await stat(stateDir).catch(() => undefined);
+  const created = await mkdir(dir, { recursive: true, mode: 0o750 });
+  // A restore as root may be the first run on a host. The directory then goes
+  // to stateDir's owner, the backup user, whose backups create locks in it too.
+  // lchown changes a symlink put there meanwhile, never its target.
+  if (created === dir && stateOwner !== undefined && process.getuid?.() === 0 && stateOwner.uid !== 0) {
+    await lchown(dir, stateOwner.uid, stateOwner.gid);
+  }
   const path = join(dir, `${domain}.lock`);
 
   let recoveredStale = false;
@@ -42,7 +50,7 @@ export async function lockDomain(stateDir: string, domain: string): Promise<Doma
 
     const owner = await readOwner(path);
     if (owner !== undefined && owner !== process.pid && isRunning(owner)) {
-      throw new RefusedError(`domain ${domain} is being backed up by process ${owner} (lock ${path})`, {
+      throw new RefusedError(`domain ${domain} is locked by process ${owner}, which is backing it up or restoring it (lock ${path})`, {
         hint: `wait for that run to finish; if process ${owner} is not hvbackup, remove ${path}`,
       });
     }
@@ -50,7 +58,7 @@ export async function lockDomain(stateDir: string, domain: string): Promise<Doma
     recoveredStale = true;
   }
   throw new RefusedError(`cannot take the lock ${path} for domain ${domain}: another run took it at the same moment`, {
-    hint: 'run the backup again',
+    hint: 'run the command again',
   });
 }
 

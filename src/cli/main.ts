@@ -8,6 +8,7 @@ import { registerDrill } from './commands/drill.js';
 import { registerKeys } from './commands/keys.js';
 import { registerList } from './commands/list.js';
 import { registerPrune } from './commands/prune.js';
+import { registerRecover } from './commands/recover.js';
 import { registerRestore } from './commands/restore.js';
 import { registerShow } from './commands/show.js';
 import { registerUsage } from './commands/usage.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
 
   registerBackup(program);
   registerRestore(program);
+  registerRecover(program);
   registerDrill(program);
   registerList(program);
   registerShow(program);

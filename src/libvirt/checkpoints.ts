@@ -26,13 +26,16 @@ function parseCheckpoint(xml: string, domain: string, name: string): CheckpointI
   return parent === undefined ? { name, creationTime } : { name, creationTime, parent };
 }
 
+/** Returns the names of the domain's checkpoints, without reading each one's XML. */
+export async function checkpointNames(virsh: Virsh, domain: string): Promise<string[]> {
+  const output = await virsh.run(['checkpoint-list', domain, '--name'], { domain });
+  return output.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+}
+
 /** Returns the domain's checkpoints, oldest first. */
 export async function listCheckpoints(virsh: Virsh, domain: string): Promise<CheckpointInfo[]> {
-  const output = await virsh.run(['checkpoint-list', domain, '--name'], { domain });
-  const names = output.split('\n').map((line) => line.trim()).filter((line) => line !== '');
-
   const checkpoints: CheckpointInfo[] = [];
-  for (const name of names) {
+  for (const name of await checkpointNames(virsh, domain)) {
     const xml = await virsh.run(['checkpoint-dumpxml', domain, name, '--no-domain'], { domain });
     checkpoints.push(parseCheckpoint(xml, domain, name));
   }

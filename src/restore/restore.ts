@@ -18,7 +18,7 @@ import type { AuditEvent, AuditLog } from '../audit/audit-log.js';
 import type { ObjectStore } from '../repository/store.js';
 import { rewriteDomainXml } from '../libvirt/clone.js';
 import { Domains, parseDomainXml } from '../libvirt/domain.js';
-import { Virsh } from '../libvirt/virsh.js';
+import { RECONNECT_MS, Virsh } from '../libvirt/virsh.js';
 import type { Logger } from '../log/logger.js';
 import type { Progress } from '../log/progress.js';
 import { checkName, manifestKey, type BackupRef } from '../manifest/layout.js';
@@ -32,6 +32,7 @@ import { loadChain } from './chain.js';
 import { prepareDecryption, type DecryptWith } from './decryption.js';
 import { loadTrustedSigners } from './manifest-check.js';
 import { checkDestinations, promote, type PlacedFile } from './promote.js';
+import { recoverPromotions } from './promotion-recovery.js';
 import { Staging, StagingDisks } from './staging.js';
 
 export interface RestoreOptions {
@@ -145,6 +146,10 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
     signal: options.signal,
   });
   const trusted = requireSetting(config.trustedSigners, 'trustedSigners', config, 'restore');
+  const virsh = new Virsh({ uri: config.libvirt.uri, reconnectMs: RECONNECT_MS, logger: options.logger });
+  const domains = new Domains(virsh);
+  // Promotions that killed restores left unfinished are settled before this restore changes anything.
+  await recoverPromotions(config, { logger: options.logger, audit: options.audit, libvirt: { virsh, domains } });
   const { store } = await openRepository(config, { create: false });
 
   const ref = await resolveBackup(store, options.selector, { host: options.host, at: options.at });
@@ -166,8 +171,6 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
     target: disk.target,
     path: options.as ? cloneDiskPath(disk, options.as, options.storageDir) : disk.sourcePath,
   }));
-  const virsh = new Virsh({ uri: config.libvirt.uri });
-  const domains = new Domains(virsh);
   await checkDestinations(domains, { domainName, replace: options.replace, destinations: diskDestinations.map((d) => d.path) });
 
   const summary = describePlan(ref, manifest, domainName, diskDestinations, options);
@@ -224,7 +227,12 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
       files.push({ staged: extracted.nvramPath, destination: nvramDestination });
     }
 
-    await promote(domains, virsh, { domainName, domainXml, files, replace: options.replace, onDefine: () => log.info({ phase: 'promote', as: domainName }, `disks in place, defining domain ${domainName}`) }, randomBytes(4).toString('hex'));
+    await promote(
+      domains,
+      virsh,
+      { domainName, domainXml, files, replace: options.replace, onDefine: () => log.info({ phase: 'promote', as: domainName }, `disks in place, defining domain ${domainName}`) },
+      { stateDir: config.stateDir, suffix: randomBytes(4).toString('hex'), log },
+    );
     const durationMs = Date.now() - started;
     log.info({ phase: 'promote', result: 'ok', as: domainName, durationMs }, 'restore promoted');
     await options.audit.record({
