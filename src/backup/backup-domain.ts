@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 
 import { ArchiveWriter } from '../archive/writer.js';
 import { signDetached } from '../crypto/index.js';
-import { LibvirtError, RepositoryError } from '../errors.js';
+import { LibvirtError, RefusedError, RepositoryError } from '../errors.js';
 import { findActiveBackupJob } from '../libvirt/backup-job.js';
 import { deleteCheckpoint, listCheckpoints } from '../libvirt/checkpoints.js';
 import { backupDisks, parseDomainXml, type DiskInfo, type DomainInfo } from '../libvirt/domain.js';
@@ -22,6 +22,7 @@ import {
   type BackupRef,
 } from '../manifest/layout.js';
 import { encodeManifest, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest } from '../manifest/schema.js';
+import { hasJournal, journalPaths } from '../restore/promotion-journal.js';
 import { TOOL_VERSION } from '../version.js';
 import {
   diskEntryName,
@@ -58,8 +59,14 @@ export async function backupDomain(context: BackupContext, domainName: string, o
   const log = logger.child({ domain: domainName, backupId: ref.backupId });
 
   const lock = await lockDomain(config.stateDir, domainName);
-  if (lock.recoveredStale) log.warn({ lock: lock.path }, 'took over the lock of a backup run that was killed');
+  if (lock.recoveredStale) log.warn({ lock: lock.path }, 'took over the lock of a run that was killed');
   try {
+    // A restore killed while promoting this domain may have left its disks half replaced.
+    if (await hasJournal(config.stateDir, domainName)) {
+      throw new RefusedError(`domain ${domainName} has an unfinished restore promotion (journal ${journalPaths(config.stateDir, domainName).journal})`, {
+        hint: 'an administrator runs "hvbackup recover" (or any restore), which rolls it back or finishes it; then run the backup again',
+      });
+    }
     return await backupLocked(context, ref, options, log, started);
   } finally {
     await lock.release();

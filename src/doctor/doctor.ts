@@ -1,6 +1,7 @@
 /**
  * Runs every doctor check and collects the results in a fixed order: tools,
- * configuration, libvirt, domains, keys, directories, repository, roles.
+ * configuration, libvirt, domains, keys, directories, unfinished restore
+ * promotions, repository, roles.
  * Independent checks run even when an earlier one failed. A check that needs
  * another's result is skipped instead, for example the domain checks when
  * libvirt does not respond.
@@ -13,6 +14,7 @@ import { checkDirectories } from './directories.js';
 import { checkDomain } from './domains.js';
 import { checkKeys } from './keys.js';
 import { checkBackupCapability, probeConnection } from './libvirt.js';
+import { checkPromotionJournals } from './promotions.js';
 import { checkRepository } from './repository.js';
 import { checkRoles } from './roles.js';
 import { checkGpg, checkNode, checkQemuTool, checkVirshClient } from './tools.js';
@@ -63,6 +65,7 @@ export async function runDoctor(options: DoctorOptions): Promise<CheckResult[]> 
 
   report(await checkKeys(config));
   report(await checkDirectories(config));
+  report(await runCheck('restore.promotions', () => checkPromotionJournals(config)));
   report(await checkRepository(config, { writeTest: options.writeTest }));
   report(await runCheck('roles', () => checkRoles(config)));
   return all;
