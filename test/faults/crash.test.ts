@@ -7,8 +7,9 @@
  * - after the next backup no libvirt job runs, and no checkpoint or bitmap
  *   `hvbackup-<id>` exists without a committed manifest for that id;
  * - the latest backup restores as a clone with disks identical to the source;
- * - a killed restore leaves no domain unless it completed, and the next
- *   restore leaves no staging files.
+ * - after a killed restore and `hvbackup recover`, the clone either is
+ *   defined and whole or is absent with no files, no promotion journal
+ *   remains, and the next restore leaves no staging files.
  *
  * The delay before each kill is drawn from 0 to the measured duration of a
  * normal run, with segmentSize 1 MiB so a run has several segment uploads.
@@ -156,6 +157,7 @@ describe.skipIf(!enabled)('processes killed with SIGKILL', () => {
     const clone = 'hvb-test-fault-crash-clone';
     const storageDir = join(dir, 'clone');
     const staging = join(dir, 'staging');
+    const promotions = join(dir, 'state', 'promotions');
     const backup = await runCli(['--config', config, 'backup', domain.name]);
     expect(backup.code, backup.stderr).toBe(0);
 
@@ -185,15 +187,19 @@ describe.skipIf(!enabled)('processes killed with SIGKILL', () => {
       await waitForProcessGroup(victim);
       const completed = outcome.code === 0;
 
+      // A kill during promotion leaves a journal, which recovery settles: rolled back, or finished.
+      const recovery = await runCli(['--config', config, 'recover']);
+      if (recovery.code !== 0) failures.push(`trial ${trial} (kill after ${delay} ms): recover exited ${recovery.code}: ${recovery.stderr.slice(-1500)}`);
+      const journals = await entries(promotions);
+      if (journals.length > 0) leftovers.push(`trial ${trial} (kill after ${delay} ms): promotion journals of ${journals.join(', ')}`);
+
       const defined = (await definedDomains()).includes(clone);
       if (defined && !completed && outcome.signal !== 'SIGKILL') strayDomains.push(`trial ${trial}: clone defined by a run that exited ${outcome.code}`);
       if (defined && !completed) {
-        // Killed after `virsh define`: acceptable only when the clone is whole.
+        // Killed after `virsh define` started: acceptable only when the clone is whole.
         const difference = await compareDisks(domain.disks[0]!.path, join(storageDir, `${clone}-vda.qcow2`));
         if (difference !== null) incomplete.push(`trial ${trial} (kill after ${delay} ms): clone defined with a differing disk: ${difference}`);
       }
-      // NOTE: a kill in the few milliseconds between moving the disks into place and starting
-      // `virsh define` would leave the disk files without a domain. Nothing removes them yet.
       if (!defined && (await entries(storageDir)).length > 0) strayFiles.push(`trial ${trial} (kill after ${delay} ms): files without a domain in ${storageDir}`);
 
       // The next restore must succeed and leave no staging files, including those of the killed run.
