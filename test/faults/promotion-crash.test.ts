@@ -12,7 +12,8 @@
  * `hvbackup recover` runs at once, without waiting for that virsh. The
  * invariant afterwards: the host is as it was before the restore, or the
  * restore is complete. Nothing in between, no set-aside file and no journal
- * remain, and the next restore succeeds.
+ * remain, and the next restore succeeds. A last test plants a journal and
+ * checks that backups of its domain are rejected until recover settles it.
  */
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -25,6 +26,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { CheckResult } from '../../src/doctor/check.js';
+import { createJournal, journalPaths, JOURNAL_FORMAT, JOURNAL_VERSION } from '../../src/restore/promotion-journal.js';
 import { runCli } from '../support/cli.js';
 import { available } from '../support/components.js';
 import { writeTestConfig } from '../support/config.js';
@@ -266,4 +268,38 @@ describe.skipIf(!enabled)('restore killed during promotion', () => {
     expect(results).toHaveLength(REPLACE_TRIALS);
     console.info(`replace promotion kills settled as: ${results.join(', ')}`);
   }, 900_000);
+
+  it('backup rejected until journal settled', async () => {
+    const { dir, config, domain, promotions } = await setUp('hvb-test-fault-promo-pending', false);
+    const placed = join(dir, 'placed.qcow2');
+    await copyFile(domain.disks[0]!.path, placed);
+    // A restore of this domain killed after placing one new file, before define.
+    await createJournal(journalPaths(join(dir, 'state'), domain.name), {
+      format: JOURNAL_FORMAT,
+      version: JOURNAL_VERSION,
+      domain: domain.name,
+      uuid: '',
+      pid: 999_999_999,
+      startedAt: new Date().toISOString(),
+      step: 'moving',
+      files: [{ staged: join(dir, 'staging', 'vdb.qcow2'), destination: placed, aside: null }],
+      createdDirectories: [],
+      checkpoints: [],
+      domainXml: domain.xml,
+    });
+
+    const rejected = await runCli(['--config', config, 'backup', domain.name]);
+    expect(rejected.code).toBe(7);
+    expect(rejected.stderr).toContain('unfinished restore promotion');
+    expect(rejected.stderr).toContain('hvbackup recover');
+
+    const recovery = await recover(config);
+    expect(recovery.code, recovery.stderr).toBe(0);
+    expect(recovery.output!.outcomes).toEqual([{ domain: domain.name, result: 'rolled-back', actions: [`removed ${placed}`] }]);
+    expect(existsSync(placed)).toBe(false);
+    expect(await entries(promotions)).toEqual([]);
+
+    const backup = await runCli(['--config', config, 'backup', domain.name]);
+    expect(backup.code, backup.stderr).toBe(0);
+  }, 300_000);
 });
