@@ -4,7 +4,7 @@
  * test domain, in one run, alternating the contenders round by round so that
  * load from other work on the machine spreads over all of them.
  *
- *   node bench/run.mjs [--virtual 4G] [--allocated 1G] [--runs 3] [--only NAME,...] [--write-docs]
+ *   node bench/run.mjs [--virtual 4G] [--allocated 2G] [--runs 3] [--only NAME,...] [--write-docs]
  *   node bench/run.mjs --memory [--memory-sizes 1G,16G] [--write-docs]
  *   any of them with --hvbackup-config '{"segmentSize":"4MiB"}' (extra hvbackup configuration keys)
  *
@@ -41,7 +41,7 @@ function parseSize(text, option) {
 const { values: options } = parseArgs({
   options: {
     virtual: { type: 'string', default: '4G' },
-    allocated: { type: 'string', default: '1G' },
+    allocated: { type: 'string', default: '2G' },
     runs: { type: 'string', default: '3' },
     only: { type: 'string' },
     memory: { type: 'boolean', default: false },
