@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,43 @@ describe.each([0, 2])('SegmentEncryptor with %i workers', (workers) => {
 
   it('reports SEIPD v1 cipher suite', () => {
     expect(encryptor.cipherSuite).toEqual({ seipdVersion: 1, symmetric: 'aes256' });
+  });
+});
+
+describe('SegmentEncryptor output buffer', () => {
+  async function decrypted(ciphertext: Uint8Array): Promise<Uint8Array> {
+    const decryptor = await SegmentDecryptor.create({ decryptionKeys: [alice.privateKey], verificationKeys: [host.publicKey], workers: 0 });
+    const result = await decryptor.decrypt(ciphertext, 'segment-output');
+    await decryptor.close();
+    return result.plaintext;
+  }
+
+  it('writes ciphertext into given output', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
+    const plaintext = patternBytes(200_000, 9);
+    const output = new Uint8Array(300_000);
+    const encrypted = await encryptor.encrypt(plaintext, { output });
+    await encryptor.close();
+
+    expect(encrypted.ciphertext.buffer).toBe(output.buffer);
+    expect(encrypted.plaintext).toBe(plaintext);
+    expect(encrypted.sha256).toBe(createHash('sha256').update(encrypted.ciphertext).digest('hex'));
+    expect(sameBytes(await decrypted(encrypted.ciphertext), plaintext)).toBe(true);
+  });
+
+  it('grows an output that is too small', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1 });
+    const plaintext = patternBytes(2 * 1024 * 1024 + 3, 10);
+    const expected = Uint8Array.from(plaintext);
+    const encrypted = await encryptor.encrypt(plaintext, { transfer: true, output: new Uint8Array(1000) });
+    await encryptor.close();
+
+    expect(plaintext.byteLength).toBe(0);
+    expect(encrypted.ciphertext.byteLength).toBeGreaterThan(expected.byteLength);
+    expect(encrypted.sha256).toBe(createHash('sha256').update(encrypted.ciphertext).digest('hex'));
+    // The plaintext came back from the worker whole, so a pool can reuse it.
+    expect(sameBytes(encrypted.plaintext, expected)).toBe(true);
+    expect(sameBytes(await decrypted(encrypted.ciphertext), expected)).toBe(true);
   });
 });
 
