@@ -7,6 +7,17 @@
 #   test/services/libvirtd.sh stop    stops only the daemons this script started,
 #                                     by the PIDs it recorded, once no other
 #                                     caller still uses them
+#   test/services/libvirtd.sh restart [SECONDS]
+#                                     stops the libvirtd this script started by
+#                                     its PID, waits SECONDS (default 0) and
+#                                     starts it again; virtlogd, the running
+#                                     domains and the caller records stay. It
+#                                     refuses (status 3) while a test run other
+#                                     than the caller's own uses libvirtd, unless
+#                                     HVBACKUP_TEST_LIBVIRT_RESTART_FORCE=1 is set
+#                                     by someone who checked that those callers
+#                                     are idle (a shell that only keeps the
+#                                     daemons up, for example).
 #
 # Only the KEY=VALUE line goes to stdout; every message goes to stderr.
 # The machine has no systemd, so the daemons run with --daemon and write their
@@ -74,8 +85,11 @@ daemon_command() {
 }
 
 # Start the missing daemons under reaper.py, which reaps the QEMU processes
-# that libvirtd leaves behind when PID 1 does not (see reaper.py).
+# that libvirtd leaves behind when PID 1 does not (see reaper.py). The
+# argument names the reaper's PID file: a restart starts another reaper,
+# because the first one still has to reap the QEMU processes it adopted.
 start_daemons() {
+  local reaper="${1:-reaper}"
   local -a commands=()
   local part
   while IFS= read -r -d '' part; do commands+=("$part"); done < <(daemon_command virtlogd; daemon_command libvirtd)
@@ -92,9 +106,9 @@ start_daemons() {
   # setsid and the redirections detach the reaper from the caller's terminal
   # and pipes. 9>&- keeps it from inheriting the lock descriptor, which would
   # hold the lock for its whole life and block every later start or stop.
-  setsid python3 "$SCRIPT_DIR/reaper.py" "$STATE_DIR/reaper.pid" "${commands[@]}" \
+  setsid python3 "$SCRIPT_DIR/reaper.py" "$STATE_DIR/$reaper.pid" "${commands[@]}" \
     </dev/null >>"$STATE_DIR/reaper.log" 2>&1 9>&- &
-  touch "$STATE_DIR/reaper.started-here"
+  touch "$STATE_DIR/$reaper.started-here"
 }
 
 # Stop one daemon that this script started, by its recorded PID.
@@ -143,23 +157,26 @@ count_live_users() {
   echo "$count"
 }
 
+wait_until_responds() {
+  local waited=0
+  until responds; do
+    if (( waited >= START_TIMEOUT_SECONDS * 10 )); then
+      log "libvirtd did not respond on $URI within ${START_TIMEOUT_SECONDS}s"
+      show_log_tail
+      log "check the log above, then try: virsh -c $URI version"
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  log "libvirtd responds on $URI"
+}
+
 start() {
   if ! responds; then
     mkdir -p /run/libvirt
     start_daemons
-
-    local waited=0
-    until responds; do
-      if (( waited >= START_TIMEOUT_SECONDS * 10 )); then
-        log "libvirtd did not respond on $URI within ${START_TIMEOUT_SECONDS}s"
-        show_log_tail
-        log "check the log above, then try: virsh -c $URI version"
-        exit 1
-      fi
-      sleep 0.1
-      waited=$((waited + 1))
-    done
-    log "libvirtd responds on $URI"
+    wait_until_responds
   else
     log "libvirtd already responds on $URI; using it as it is"
   fi
@@ -185,6 +202,76 @@ stop() {
   stop_daemon libvirtd
   stop_daemon virtlogd
   stop_daemon reaper
+
+  # Reapers that restarts added; each may still reap QEMU processes until here.
+  local marker
+  for marker in "$STATE_DIR"/reaper-restart-*.started-here; do
+    [[ -e "$marker" ]] || continue
+    stop_daemon "$(basename "$marker" .started-here)"
+  done
+}
+
+# Return success when PID is this script's process or one of its ancestors.
+is_own_ancestor() {
+  local target="$1"
+  local pid=$$
+  while [[ -n "$pid" ]] && (( pid > 1 )); do
+    [[ "$pid" == "$target" ]] && return 0
+    pid="$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)"
+  done
+  return 1
+}
+
+restart() {
+  local down_seconds="${1:-0}"
+  if [[ ! "$down_seconds" =~ ^[0-9]+([.][0-9]+)?$ ]]; then
+    log "invalid down time '$down_seconds': expected seconds, for example 5 or 0.5"
+    exit 2
+  fi
+  if [[ ! -e "$STATE_DIR/libvirtd.started-here" ]]; then
+    log "libvirtd was not started by this script; not restarting a daemon that others may run"
+    exit 3
+  fi
+
+  # Another run would see its libvirt calls fail, so restart only a daemon
+  # that no test run other than the caller's own uses.
+  local file
+  for file in "$STATE_DIR"/users/*; do
+    [[ -e "$file" ]] || continue
+    local user
+    user="$(basename "$file")"
+    if process_alive "$user" && ! is_own_ancestor "$user"; then
+      if [[ "${HVBACKUP_TEST_LIBVIRT_RESTART_FORCE:-}" == 1 ]]; then
+        log "caller $user is registered too; restarting anyway because HVBACKUP_TEST_LIBVIRT_RESTART_FORCE=1"
+        continue
+      fi
+      log "test run $user also uses libvirtd; not restarting it (see HVBACKUP_TEST_LIBVIRT_RESTART_FORCE in this script)"
+      exit 3
+    fi
+  done
+
+  local pid_file="$STATE_DIR/libvirtd.pid"
+  if ! pid_alive "$pid_file"; then
+    log "libvirtd is not running; use: $0 start"
+    exit 1
+  fi
+  local pid
+  pid="$(cat "$pid_file")"
+  log "restarting libvirtd (PID $pid), down for ${down_seconds}s"
+  kill -TERM "$pid"
+  local waited=0
+  while process_alive "$pid"; do
+    if (( waited >= STOP_TIMEOUT_SECONDS * 10 )); then
+      log "libvirtd (PID $pid) did not exit within ${STOP_TIMEOUT_SECONDS}s after SIGTERM; stop it by hand: kill $pid"
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+
+  sleep "$down_seconds"
+  start_daemons "reaper-restart-$$"
+  wait_until_responds
 }
 
 main() {
@@ -198,8 +285,9 @@ main() {
   case "$action" in
     start) start ;;
     stop) stop ;;
+    restart) restart "${@:2}" ;;
     *)
-      log "unknown action '${action}'; use: $0 start|stop"
+      log "unknown action '${action}'; use: $0 start|stop|restart [SECONDS]"
       exit 2
       ;;
   esac
