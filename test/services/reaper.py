@@ -8,7 +8,8 @@ there is none. An init that never calls wait() (as in some sandboxes and
 containers) leaves each exited QEMU as a zombie, and libvirtd then waits for a
 process that never disappears: defining, destroying and starting domains time
 out. This process marks itself as subreaper (Linux prctl PR_SET_CHILD_SUBREAPER),
-starts the given commands, and reaps its descendants until it gets SIGTERM.
+starts the given commands, and reaps its descendants until it gets SIGTERM
+or none is left.
 """
 
 import ctypes
@@ -69,7 +70,10 @@ def main():
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            pid = 0
+            # No descendant is left to reap, for example after libvirtd.sh
+            # restart moved libvirtd to a new reaper and the last QEMU
+            # process this one adopted has exited.
+            return 0
         except OSError as error:
             if error.errno != errno.EINTR:
                 raise
