@@ -182,7 +182,19 @@ export class LocalStore implements ObjectStore {
     await this.requireRoot();
     try {
       await mkdir(directory, { recursive: true, mode: directoryMode });
-    } catch (error) {
+    } catch (recursiveError) {
+      let error = recursiveError;
+      if (hasCode(recursiveError, 'ENOENT')) {
+        // Node.js 20's recursive mkdir reports ENOENT on a read-only file
+        // system; one level at a time reports the real errno (EROFS, EACCES).
+        try {
+          await this.createEachLevel(directory);
+          return;
+        } catch (levelError) {
+          error = levelError;
+        }
+      }
+
       if (hasCode(error, 'ENOTDIR') || hasCode(error, 'EEXIST')) {
         throw new RepositoryError(`cannot store ${key} in ${this.description}: a parent of ${directory} is a file, not a directory`, {
           cause: error,
@@ -190,6 +202,20 @@ export class LocalStore implements ObjectStore {
         });
       }
       throw this.failure(`creating directory ${directory} for ${key}`, error);
+    }
+  }
+
+  /** Creates the directories from the root down to `directory`, one level at a time. */
+  private async createEachLevel(directory: string): Promise<void> {
+    const levels = directory.slice(this.root.length).split('/').filter((level) => level !== '');
+    let path = this.root;
+    for (const level of levels) {
+      path = join(path, level);
+      try {
+        await mkdir(path, { mode: directoryMode });
+      } catch (error) {
+        if (!hasCode(error, 'EEXIST')) throw error;
+      }
     }
   }
 
