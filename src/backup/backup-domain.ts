@@ -7,6 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import { ArchiveWriter } from '../archive/writer.js';
 import { signDetached } from '../crypto/index.js';
@@ -53,13 +54,18 @@ export interface BackupOptions {
 }
 
 export async function backupDomain(context: BackupContext, domainName: string, options: BackupOptions = { mode: 'full' }): Promise<BackupResult> {
-  const started = new Date();
   const { config, logger, store } = context;
+  const lock = await lockDomain(config.stateDir, domainName);
+
+  // Backup ids order the backups of a domain (the latest is the chain's
+  // parent and the rollback guard's reference), but they count whole
+  // seconds. The id is therefore made under the lock, and the lock is held
+  // into the next second, so the next backup of this domain gets a later id.
+  const started = new Date();
   const ref: BackupRef = { host: config.host, domain: domainName, backupId: options.backupId ?? newBackupId(started) };
   const log = logger.child({ domain: domainName, backupId: ref.backupId });
-
-  const lock = await lockDomain(config.stateDir, domainName);
   if (lock.recoveredStale) log.warn({ lock: lock.path }, 'took over the lock of a run that was killed');
+
   try {
     // A restore killed while promoting this domain may have left its disks half replaced.
     if (await hasJournal(config.stateDir, domainName)) {
@@ -69,8 +75,14 @@ export async function backupDomain(context: BackupContext, domainName: string, o
     }
     return await backupLocked(context, ref, options, log, started);
   } finally {
+    await waitForNextSecond(started);
     await lock.release();
   }
+}
+
+async function waitForNextSecond(time: Date): Promise<void> {
+  const remaining = 1000 - (Date.now() - Math.floor(time.getTime() / 1000) * 1000);
+  if (remaining > 0) await sleep(remaining);
 }
 
 async function backupLocked(

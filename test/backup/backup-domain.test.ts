@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupDomain } from '../../src/backup/backup-domain.js';
 import { createBackupContext, type BackupContext } from '../../src/backup/context.js';
 import { loadConfig } from '../../src/config/load.js';
+import { backupIdTime } from '../../src/manifest/layout.js';
 import { RefusedError, RepositoryError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { available } from '../support/components.js';
@@ -64,6 +65,16 @@ describe.skipIf(!available('libvirt'))('backupDomain', () => {
       await expect(attempt).rejects.toThrow('process 1');
     } finally {
       await rm(lockPath, { force: true });
+    }
+  });
+
+  it('consecutive backups get later ids', async () => {
+    // Incrementals of this small disk take well under a second, so without care two ids would share a second.
+    const ids: string[] = [];
+    for (let run = 0; run < 3; run += 1) ids.push((await backupDomain(context, domain.name, { mode: 'auto' })).ref.backupId);
+
+    for (let index = 1; index < ids.length; index += 1) {
+      expect(backupIdTime(ids[index]).getTime(), ids.join(' ')).toBeGreaterThan(backupIdTime(ids[index - 1]).getTime());
     }
   });
 
