@@ -13,6 +13,7 @@ import { failureOf, ok, runCheck, type CheckResult } from './check.js';
 import { checkDirectories } from './directories.js';
 import { checkDomain } from './domains.js';
 import { checkKeys } from './keys.js';
+import { checkKvmDevice } from './kvm-device.js';
 import { checkBackupCapability, probeConnection } from './libvirt.js';
 import { checkPromotionJournals } from './promotions.js';
 import { checkRepository } from './repository.js';
@@ -59,6 +60,7 @@ export async function runDoctor(options: DoctorOptions): Promise<CheckResult[]> 
   report(connection.results);
   if (connection.connected) {
     report(await runCheck('libvirt.backup-capability', () => checkBackupCapability(virsh)));
+    report(await runCheck('libvirt.kvm-device', () => checkKvmDevice('libvirt.kvm-device')));
     const names = options.domains.length > 0 ? options.domains : await listAllDomains(virsh, report);
     for (const domain of names) report(await runCheck(`domain ${domain}`, () => checkDomain(virsh, domain)));
   }

@@ -1,5 +1,5 @@
 /** Pure parts of the individual checks: decisions on parsed values, without running any tool. */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,6 +9,7 @@ import { runCheck } from '../../src/doctor/check.js';
 import { checkSocketPathLength } from '../../src/doctor/directories.js';
 import { qcow2Compat } from '../../src/doctor/domains.js';
 import { checkTrustedSigners, secretKeyFileProblems } from '../../src/doctor/keys.js';
+import { checkKvmDevice } from '../../src/doctor/kvm-device.js';
 import { backupSupport, checkLibvirtVersion } from '../../src/doctor/libvirt.js';
 import { parseQemuConf, qemuAccount, resolveAccount } from '../../src/doctor/qemu-user.js';
 import { formatResults } from '../../src/doctor/report.js';
@@ -107,6 +108,34 @@ describe('doctor checks', () => {
     const account = await qemuAccount(conf, join(dir, 'passwd-fedora'));
     expect(account.user).toBe('svc-qemu');
     expect(account.group).toBe('kvm');
+  });
+
+  it('kvm device judged for QEMU user', async () => {
+    const passwd = join(dir, 'passwd-kvm');
+    const group = join(dir, 'group-kvm');
+    const conf = join(dir, 'qemu-kvm.conf');
+    const device = join(dir, 'kvm');
+    await writeFile(passwd, 'root:x:0:0::/root:/bin/sh\nlibvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin\n');
+    await writeFile(group, 'kvm:x:108:libvirt-qemu\nlibvirt-qemu:x:64055:\n');
+    await writeFile(conf, '#user = "root"\n');
+    await writeFile(device, '');
+    const options = { device, qemuConf: conf, passwdFile: passwd, groupFile: group };
+
+    // As a container without udev leaves it.
+    await chown(device, 0, 0);
+    await chmod(device, 0o600);
+    const rootOnly = await checkKvmDevice('libvirt.kvm-device', options);
+    expect(rootOnly.status).toBe('warn');
+    expect(rootOnly.detail).toContain('libvirt-qemu cannot open');
+    expect(rootOnly.fix).toContain('chgrp kvm');
+
+    // As Debian's udev rule sets it.
+    await chown(device, 0, 108);
+    await chmod(device, 0o660);
+    expect((await checkKvmDevice('libvirt.kvm-device', options)).status).toBe('ok');
+
+    const missing = await checkKvmDevice('libvirt.kvm-device', { ...options, device: join(dir, 'no-kvm') });
+    expect(missing.status).toBe('info');
   });
 
   it('describeRole for each kind of user', () => {
