@@ -2,9 +2,9 @@
  * Whether QEMU's user may open /dev/kvm. Where udev does not run (many
  * containers), the device can stay root:root 0600. libvirt 9 then logs "KVM
  * was enabled when probing '/usr/bin/qemu-system-x86_64', but it is not
- * available now", treats its cached QEMU capabilities as outdated and probes
- * QEMU again on nearly every call: `virsh define` took 5.4 s instead of
- * 0.02 s on such a host, which a restore pays for every domain it defines.
+ * available now" and probes QEMU again on nearly every call, because it
+ * treats its cached capabilities as outdated. `virsh define` took 5.4 s
+ * instead of 0.02 s on such a host, and a restore defines a domain each time.
  */
 import { stat } from 'node:fs/promises';
 
