@@ -9,6 +9,7 @@ import { lchown, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { RefusedError } from '../errors.js';
+import { isProcessRunning } from '../util/process.js';
 
 export interface DomainLock {
   readonly path: string;
@@ -49,7 +50,7 @@ export async function lockDomain(stateDir: string, domain: string): Promise<Doma
     }
 
     const owner = await readOwner(path);
-    if (owner !== undefined && owner !== process.pid && isRunning(owner)) {
+    if (owner !== undefined && owner !== process.pid && isProcessRunning(owner)) {
       throw new RefusedError(`domain ${domain} is locked by process ${owner}, which is backing it up or restoring it (lock ${path})`, {
         hint: `wait for that run to finish; if process ${owner} is not hvbackup, remove ${path}`,
       });
@@ -68,14 +69,5 @@ async function readOwner(path: string): Promise<number | undefined> {
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

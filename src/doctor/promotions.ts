@@ -7,6 +7,7 @@
 import type { Config } from '../config/load.js';
 import { describeError } from '../errors.js';
 import { journalDomains, journalPaths, promotionsDir, readJournal, type PromotionJournal } from '../restore/promotion-journal.js';
+import { isProcessRunning } from '../util/process.js';
 import { fail, info, ok, type CheckResult } from './check.js';
 
 const NAME = 'restore.promotions';
@@ -35,20 +36,11 @@ export async function checkPromotionJournals(config: Config): Promise<CheckResul
 
     if (journal === undefined) {
       results.push(info(NAME, `${paths.dir} holds no journal, only files of a promotion that never started or had already settled; the next restore removes it`));
-    } else if (isRunning(journal.pid)) {
+    } else if (isProcessRunning(journal.pid)) {
       results.push(info(NAME, `process ${journal.pid} is promoting a restore of domain ${domain} (step ${journal.step}, started ${journal.startedAt})`));
     } else {
       results.push(fail(NAME, `a restore of domain ${domain} was killed during promotion (process ${journal.pid}, started ${journal.startedAt}, step ${journal.step}): ${STEP_STATES[journal.step]}; journal ${paths.journal}`, fix));
     }
   }
   return results;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { HvError, ExitCode } from '../errors.js';
 import { QemuNbdServer } from '../backup/qemu-nbd.js';
 import { NbdClient } from '../nbd/client.js';
+import { isProcessRunning } from '../util/process.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -27,17 +28,8 @@ async function removeStaleStaging(root: string): Promise<void> {
   for (const name of await readdir(root)) {
     const dir = join(root, name);
     const pid = Number.parseInt(await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => ''), 10);
-    if (!Number.isInteger(pid) || pid <= 0 || isRunning(pid)) continue;
+    if (!Number.isInteger(pid) || pid <= 0 || isProcessRunning(pid)) continue;
     await rm(dir, { recursive: true, force: true });
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
