@@ -9,7 +9,7 @@
 import { stat } from 'node:fs/promises';
 
 import { info, ok, warn, type CheckResult } from './check.js';
-import { formatMode, type AccessIdentity, type FileOwnership } from './modes.js';
+import { formatMode, readWritableBy, type FileOwnership } from './modes.js';
 import { QEMU_CONF, qemuAccount, resolveAccount } from './qemu-user.js';
 
 export const KVM_DEVICE = '/dev/kvm';
@@ -45,12 +45,4 @@ export async function checkKvmDevice(name: string, options: KvmDeviceOptions = {
     `QEMU user ${account.user} cannot open ${device} (${found}); libvirt then probes QEMU again on nearly every call, and virsh define takes seconds instead of milliseconds`,
     `apply what Debian's udev rule does: chgrp kvm ${device} && chmod 0660 ${device}, and make sure ${account.user} is in group kvm`,
   );
-}
-
-/** Returns true when the owner, group or other class that applies to `identity` grants both read and write. */
-function readWritableBy(file: FileOwnership, identity: AccessIdentity): boolean {
-  if (identity.uid === 0) return true;
-  if (file.uid === identity.uid) return (file.mode & 0o600) === 0o600;
-  if (identity.groups.includes(file.gid)) return (file.mode & 0o060) === 0o060;
-  return (file.mode & 0o006) === 0o006;
 }

@@ -38,6 +38,18 @@ export function searchableBy(file: FileOwnership, identity: AccessIdentity): boo
   return (file.mode & 0o001) !== 0;
 }
 
+/**
+ * Returns true when the owner, group or other class that applies to the
+ * identity grants both read and write, as opening a device needs. Root
+ * may open any file. NOTE: POSIX ACLs are not read.
+ */
+export function readWritableBy(file: FileOwnership, identity: AccessIdentity): boolean {
+  if (identity.uid === 0) return true;
+  if (file.uid === identity.uid) return (file.mode & 0o600) === 0o600;
+  if (identity.groups.includes(file.gid)) return (file.mode & 0o060) === 0o060;
+  return (file.mode & 0o006) === 0o006;
+}
+
 /** Returns every directory from the root down to `path`, e.g. /, /var, /var/lib for /var/lib. */
 export function pathAncestors(path: string): string[] {
   const parts = path.split('/').filter((part) => part !== '');
