@@ -3,9 +3,9 @@
  * hash each in a worker thread, and upload it. Segments are processed out of
  * order but recorded in order.
  *
- * Memory is bounded by two buffer pools that go round: inFlight + 1
- * plaintext buffers (one is being filled while the others are encrypted) and
- * inFlight ciphertext buffers (encrypted or uploading), so about
+ * Memory is bounded by two buffer pools that go round. There are inFlight + 1
+ * plaintext buffers, because one is filled while the others are encrypted,
+ * and inFlight ciphertext buffers, encrypted or uploading. That makes about
  * (2 × inFlight + 1) × segmentSize in all, whatever the disk size.
  */
 import PQueue from 'p-queue';

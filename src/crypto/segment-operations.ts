@@ -54,8 +54,8 @@ export interface EncryptedSegment {
 
 /**
  * openpgp.js gets its input in slices of this size. Given a whole segment at
- * once, it keeps about seven copies of it while it works; given slices, only
- * a few slices (bench/notes.md has the measurements).
+ * once, it keeps about seven copies of it while it works. Given slices, it
+ * keeps only a few slices (bench/notes.md has the measurements).
  */
 const SLICE_BYTES = 1024 * 1024;
 

@@ -1,9 +1,8 @@
 /**
  * Collection of short-lived buffers on demand. openpgp.js makes several
- * copies of every slice it encrypts or decrypts, and V8 frees such buffers
- * only after tens of MiB of them pile up in a thread (its external memory
- * limit), so each worker thread carried about 70 MiB of dead buffers at its
- * peak. A young-generation collection every couple of MiB frees them while
+ * copies of every slice it encrypts or decrypts. V8 frees such buffers only
+ * after tens of MiB of them pile up in a thread (its external memory limit),
+ * so each worker thread carried about 70 MiB of dead buffers at its peak. A young-generation collection every couple of MiB frees them while
  * they are young; it takes well under a millisecond on the small heap of a
  * worker (bench/notes.md has the measurements).
  */

@@ -73,9 +73,9 @@ describe('uploadSegments', () => {
   it('pipeline fails with the store error instead of waiting for buffers', async () => {
     const store = newStore();
     // The third segment already exists, so its no-overwrite upload fails.
-    const taken = join(scratch.path, segmentKey(ref, segmentName(2)));
-    await mkdir(join(taken, '..'), { recursive: true });
-    await writeFile(taken, 'someone else');
+    const existingSegment = join(scratch.path, segmentKey(ref, segmentName(2)));
+    await mkdir(join(existingSegment, '..'), { recursive: true });
+    await writeFile(existingSegment, 'someone else');
 
     const upload = uploadSegments(chunks(patternBytes(10, 40 * 4096), 4096), {
       store,

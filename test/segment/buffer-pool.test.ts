@@ -26,24 +26,24 @@ describe('BufferPool', () => {
 
   it('pool take waits until a buffer comes back', async () => {
     const pool = new BufferPool(64, 1);
-    const held = await pool.take();
-    let got: Buffer | undefined;
-    const waiting = pool.take().then((buffer) => (got = buffer));
+    const lentBuffer = await pool.take();
+    let received: Buffer | undefined;
+    const waiting = pool.take().then((buffer) => (received = buffer));
 
     await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(got).toBeUndefined();
+    expect(received).toBeUndefined();
 
-    pool.give(held);
+    pool.give(lentBuffer);
     await waiting;
-    expect(got?.buffer).toBe(held.buffer);
+    expect(received?.buffer).toBe(lentBuffer.buffer);
     expect(pool.inUse).toBe(1);
   });
 
   it('pool accepts memory that came back as a new object', async () => {
     const pool = new BufferPool(256, 1);
-    const held = await pool.take();
+    const lentBuffer = await pool.take();
     // A worker thread hands back the same memory as a new Uint8Array.
-    const moved = structuredClone(held, { transfer: [held.buffer as ArrayBuffer] });
+    const moved = structuredClone(lentBuffer, { transfer: [lentBuffer.buffer as ArrayBuffer] });
     pool.give(moved);
 
     expect(pool.inUse).toBe(0);
