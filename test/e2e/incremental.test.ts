@@ -182,6 +182,25 @@ describe.skipIf(!enabled)('incremental chains', () => {
     await restoreAndCompare(config, dir, next.backupId, references, domain);
   });
 
+  it('missing checkpoint falls back to full', async () => {
+    const { config, domain } = await setup('single', 'hvb-test-incr-lost', true);
+    const full = await backup(config, domain.name);
+    await virsh('checkpoint-delete', domain.name, `hvbackup-${full.backupId}`);
+
+    const result = await runCli(['--config', config, 'backup', '--json', '--mode', 'auto', domain.name]);
+    expect(result.code, result.stderr).toBe(0);
+    const next = (JSON.parse(result.stdout) as BackupSummary[])[0];
+    expect(next.type).toBe('full');
+    expect(next.parent).toBeNull();
+    expect(result.stderr).toContain(`checkpoint hvbackup-${full.backupId} of backup ${full.backupId} is missing in libvirt`);
+
+    // An explicit incremental has no full backup to fall back to, so it fails and names the reason.
+    await virsh('checkpoint-delete', domain.name, `hvbackup-${next.backupId}`);
+    const forced = await runCli(['--config', config, 'backup', '--mode', 'incremental', domain.name]);
+    expect(forced.code).not.toBe(0);
+    expect(forced.stderr).toContain('is missing in libvirt');
+  });
+
   it('shut-off domain chains and restores', async () => {
     const { dir, config, domain } = await setup('single', 'hvb-test-incr-off', false);
     const fullReferences = await snapshot(domain, 'off0');
