@@ -129,6 +129,13 @@ stop_daemon() {
   local pid
   pid="$(cat "$pid_file")"
   log "stopping $name (PID $pid)"
+  terminate "$name" "$pid"
+}
+
+# Send SIGTERM to a daemon and wait until it has exited; fail after the timeout.
+terminate() {
+  local name="$1"
+  local pid="$2"
   kill -TERM "$pid"
 
   local waited=0
@@ -258,16 +265,7 @@ restart() {
   local pid
   pid="$(cat "$pid_file")"
   log "restarting libvirtd (PID $pid), down for ${down_seconds}s"
-  kill -TERM "$pid"
-  local waited=0
-  while process_alive "$pid"; do
-    if (( waited >= STOP_TIMEOUT_SECONDS * 10 )); then
-      log "libvirtd (PID $pid) did not exit within ${STOP_TIMEOUT_SECONDS}s after SIGTERM; stop it by hand: kill $pid"
-      exit 1
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
+  terminate libvirtd "$pid" || exit 1
 
   sleep "$down_seconds"
   start_daemons "reaper-restart-$$"
