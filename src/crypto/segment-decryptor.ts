@@ -34,7 +34,7 @@ export interface SegmentDecryptorOptions {
 }
 
 export interface DecryptOptions {
-  /** Moves the ciphertext's ArrayBuffer to the worker instead of copying it; see EncryptOptions. */
+  /** Gives the ciphertext up: it moves to the worker, or is decrypted in place on the calling thread, instead of being copied. */
   transfer?: boolean;
   /** The segment's session key; required when the decryptor was created with `sessionKeys`. */
   sessionKey?: SessionKey;
@@ -100,6 +100,7 @@ export class SegmentDecryptor {
     const payload = {
       bytes: ciphertext,
       transfer: options.transfer ?? false,
+      overwritesInput: true,
       description: `decrypting ${objectName}`,
     };
     return (await this.runner.run(payload, (bytes) => ({ kind: 'decrypt', ciphertext: bytes, objectName, sessionKey }))) as DecryptedSegment;

@@ -1,22 +1,26 @@
 /**
  * Encryption and decryption of one whole segment with parsed keys. Worker
  * threads run these functions, and so does the in-process mode (workers: 0).
- * Callers pass and get whole Uint8Arrays. Inside, openpgp.js works on 1 MiB
- * slices to keep its copies small, and decryption returns nothing before the
- * whole message was authenticated.
+ * Callers pass and get whole Uint8Arrays, and decryption returns nothing
+ * before the whole message was authenticated.
+ *
+ * Encryption and every message form other than SEIPD v1 with AES go through
+ * openpgp.js, in 1 MiB slices. A SEIPD v1 segment is decrypted in place by
+ * seipd-segment.ts, which is about twice as fast, and only its inner
+ * packets and signatures go through openpgp.js.
  */
-import { createHash, type Hash } from 'node:crypto';
-import { ReadableStream } from 'node:stream/web';
+import { createHash } from 'node:crypto';
+import type { ReadableStream } from 'node:stream/web';
 
 import * as openpgp from 'openpgp';
 
 import { CryptoError } from '../errors.js';
 import { encryptionConfig } from './algorithms.js';
 import type { SessionKey } from './gpg-session-key.js';
-import { findKeyByKeyId } from './keys.js';
-import { readBinaryMessage, recipientKeyIds } from './recipients.js';
+import { readBinaryMessage, requireMatchingDecryptionKey } from './recipients.js';
+import { openSeipdSegmentInPlace, planInPlaceDecryption } from './seipd-segment.js';
 import { requireTrustedSignatures, type SignatureResult } from './signers.js';
-import { collectYoungGarbage } from './young-garbage.js';
+import { collectStream, sliced } from './slices.js';
 
 export interface EncryptKeys {
   recipients: openpgp.PublicKey[];
@@ -41,9 +45,6 @@ export interface DecryptedSegment {
 /** Name of the check that VerificationError carries for a segment signature. */
 export const SEGMENT_SIGNATURE_CHECK = 'segment-signature';
 
-/** Key ID of an anonymous recipient, which any secret key may try to open. */
-const WILDCARD_KEY_ID = '0000000000000000';
-
 /** A signed and encrypted segment, with the SHA-256 of its bytes as the manifest records it. */
 export interface EncryptedSegment {
   ciphertext: Uint8Array;
@@ -52,18 +53,11 @@ export interface EncryptedSegment {
   plaintext: Uint8Array;
 }
 
-/**
- * openpgp.js gets its input in slices of this size. Given a whole segment at
- * once, it keeps about seven copies of it while it works. Given slices, it
- * keeps only a few slices (bench/notes.md has the measurements).
- */
-const SLICE_BYTES = 1024 * 1024;
-
 /** Room for packet headers, signatures and PKESK packets beyond the plaintext; more is grown on demand. */
 export const CIPHERTEXT_SLACK_BYTES = 64 * 1024;
 
-/** Output bytes between two young-generation collections; see young-garbage.ts. */
-const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
+/** The hint of every error about a segment that does not decrypt. */
+export const DAMAGED_SEGMENT_HINT = 'the object is damaged or was modified; compare its SHA-256 with the manifest and restore from another copy';
 
 /**
  * Signs (one-pass signature inside) and encrypts one segment into a binary
@@ -94,62 +88,15 @@ export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys, o
 }
 
 /**
- * Reads a stream into `buffer`, from its start, updating `hash` when given.
- * A stream that does not fit moves to a new buffer twice as large. Returns
- * the filled part.
- */
-async function collectStream(stream: ReadableStream<Uint8Array>, buffer: Uint8Array, hash?: Hash): Promise<Uint8Array> {
-  let length = 0;
-  let sinceCollection = 0;
-
-  const reader = stream.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-
-    if (length + value.byteLength > buffer.byteLength) {
-      const grown = new Uint8Array(Math.max(2 * buffer.byteLength, length + value.byteLength));
-      grown.set(buffer.subarray(0, length));
-      buffer = grown;
-    }
-    buffer.set(value, length);
-    length += value.byteLength;
-    hash?.update(value);
-
-    sinceCollection += value.byteLength;
-    if (sinceCollection >= COLLECT_EVERY_BYTES) {
-      sinceCollection = 0;
-      collectYoungGarbage();
-    }
-  }
-
-  return buffer.subarray(0, length);
-}
-
-/** Offers `bytes` to openpgp.js in slices; the slices are views, not copies. */
-function sliced(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      for (let offset = 0; offset < bytes.byteLength; offset += SLICE_BYTES) {
-        controller.enqueue(bytes.subarray(offset, offset + SLICE_BYTES));
-      }
-      controller.close();
-    },
-  });
-}
-
-/**
  * Decrypts one segment and checks its inner signature against
  * `verificationKeys`. With `sessionKey` the segment is opened with it and
  * the secret keys are not used. The plaintext goes into `output` when it is
  * large enough.
  *
- * openpgp.js decrypts the segment slice by slice, which keeps its copies
- * small. Allowing it an unauthenticated stream is safe here because nothing
- * leaves this function before the whole message was read, its integrity
- * check (MDC or AEAD tags) passed and the signature was verified. The caller
- * must have checked the ciphertext's SHA-256 against the signed manifest
- * before, so that a damaged object fails there with a clear message.
+ * `ciphertext` is consumed: a SEIPD v1 segment is decrypted in place, so the
+ * caller must own the buffer and not read it afterwards. The caller must
+ * have checked its SHA-256 against the signed manifest before, so that a
+ * damaged object fails there with a clear message.
  */
 export async function decryptSegment(
   ciphertext: Uint8Array,
@@ -158,24 +105,39 @@ export async function decryptSegment(
   sessionKey?: SessionKey,
   output?: Uint8Array,
 ): Promise<DecryptedSegment> {
+  const plan = await planInPlaceDecryption(ciphertext, objectName, keys, sessionKey);
+  let signed: { plaintext: Uint8Array; signatures: SignatureResult[] };
+  try {
+    signed = plan === undefined ? await decryptWithOpenpgp(ciphertext, objectName, keys, sessionKey, output) : await openSeipdSegmentInPlace(ciphertext, plan, keys, output);
+  } catch (error) {
+    if (error instanceof CryptoError) throw error;
+    throw new CryptoError(`decrypting ${objectName} failed: ${(error as Error).message}`, { cause: error, hint: DAMAGED_SEGMENT_HINT });
+  }
+
+  const { signerFingerprint } = await requireTrustedSignatures(signed.signatures, keys.verificationKeys, SEGMENT_SIGNATURE_CHECK, objectName);
+  return { plaintext: signed.plaintext, signerFingerprint };
+}
+
+/**
+ * The general path: openpgp.js decrypts the segment slice by slice, which
+ * keeps its copies small. Allowing it an unauthenticated stream is safe here
+ * because nothing leaves decryptSegment before the whole message was read,
+ * its integrity check (MDC or AEAD tags) passed and the signature was
+ * verified.
+ */
+async function decryptWithOpenpgp(
+  ciphertext: Uint8Array,
+  objectName: string,
+  keys: DecryptKeys,
+  sessionKey: SessionKey | undefined,
+  output: Uint8Array | undefined,
+): Promise<{ plaintext: Uint8Array; signatures: SignatureResult[] }> {
   const message = await readBinaryMessage(sliced(ciphertext), objectName);
   if (sessionKey === undefined) requireMatchingDecryptionKey(message, objectName, keys.decryptionKeys);
 
-  let plaintext: Uint8Array;
-  let signatures: SignatureResult[];
-  try {
-    const result = await decryptStream(message, keys, sessionKey);
-    plaintext = await collectStream(result.data, output ?? new Uint8Array(ciphertext.byteLength));
-    signatures = result.signatures;
-  } catch (error) {
-    throw new CryptoError(`decrypting ${objectName} failed: ${(error as Error).message}`, {
-      cause: error,
-      hint: 'the object is damaged or was modified; compare its SHA-256 with the manifest and restore from another copy',
-    });
-  }
-
-  const { signerFingerprint } = await requireTrustedSignatures(signatures, keys.verificationKeys, SEGMENT_SIGNATURE_CHECK, objectName);
-  return { plaintext, signerFingerprint };
+  const result = await decryptStream(message, keys, sessionKey);
+  const plaintext = await collectStream(result.data, output ?? new Uint8Array(ciphertext.byteLength));
+  return { plaintext, signatures: result.signatures };
 }
 
 async function decryptStream(message: openpgp.Message<ReadableStream<Uint8Array>>, keys: DecryptKeys, sessionKey: SessionKey | undefined) {
@@ -190,17 +152,4 @@ async function decryptStream(message: openpgp.Message<ReadableStream<Uint8Array>
     format: 'binary',
     config,
   });
-}
-
-function requireMatchingDecryptionKey(message: openpgp.Message<ReadableStream<Uint8Array>>, objectName: string, decryptionKeys: openpgp.PrivateKey[]): void {
-  const encryptionKeyIds = message.getEncryptionKeyIDs();
-  const matches = encryptionKeyIds.some((keyId) => keyId.toHex() === WILDCARD_KEY_ID || findKeyByKeyId(decryptionKeys, keyId) !== undefined);
-  if (matches) return;
-
-  const recipients = recipientKeyIds(message);
-  const available = decryptionKeys.map((key) => key.getFingerprint().toUpperCase());
-  throw new CryptoError(
-    `${objectName} is not encrypted to any of your keys (recipients: ${recipients.join(', ') || 'none'}; your keys: ${available.join(', ') || 'none'})`,
-    { hint: 'use the admin secret key whose encryption subkey has one of the listed key IDs ("gpg --list-keys --keyid-format long")' },
-  );
 }

@@ -22,6 +22,8 @@ export interface RunnerOptions {
 export interface TaskPayload {
   bytes: Uint8Array;
   transfer: boolean;
+  /** Whether the task overwrites its input bytes, as decryption in place does. */
+  overwritesInput?: boolean;
   /** A buffer for the result, always moved to a worker; dropped when it does not own its whole ArrayBuffer. */
   output?: Uint8Array;
   /** Words for errors, for example "encrypting a 16777216-byte segment". */
@@ -49,13 +51,17 @@ export class SegmentRunner {
   /**
    * Runs `makeTask(bytes, output)`. For a worker, the bytes are moved when the
    * caller allows it and they fill their whole ArrayBuffer, and copied once
-   * otherwise.
+   * otherwise. On the calling thread, a task that overwrites its input gets
+   * a copy unless the caller gave the bytes up.
    */
   async run(payload: TaskPayload, makeTask: (bytes: Uint8Array, output?: Uint8Array) => SegmentTask): Promise<SegmentResult> {
     const timeoutMs = this.options.timeoutMs ?? watchdogTimeoutMs(payload.bytes.byteLength);
 
     try {
-      if (!this.pool) return await withWatchdog(this.options.runInProcess(makeTask(payload.bytes, payload.output)), timeoutMs);
+      if (!this.pool) {
+        const bytes = payload.overwritesInput === true && !payload.transfer ? payload.bytes.slice() : payload.bytes;
+        return await withWatchdog(this.options.runInProcess(makeTask(bytes, payload.output)), timeoutMs);
+      }
 
       const bytes = payload.transfer && ownsWholeBuffer(payload.bytes) ? payload.bytes : payload.bytes.slice();
       const output = payload.output !== undefined && ownsWholeBuffer(payload.output) ? payload.output : undefined;
