@@ -48,5 +48,13 @@ if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.
   exit 1
 fi
 
-npm ci --no-audit --no-fund --loglevel=error >&2
+# npm ci deletes node_modules first, which breaks any hvbackup or test run
+# that uses this checkout at the same moment. So it runs only when
+# package-lock.json changed since the last install here.
+lock_sha256=$(sha256sum package-lock.json | cut -d' ' -f1)
+lock_stamp=node_modules/.hvbackup-lock-sha256
+if [ "$(cat "$lock_stamp" 2>/dev/null)" != "$lock_sha256" ]; then
+  npm ci --no-audit --no-fund --loglevel=error >&2
+  echo "$lock_sha256" > "$lock_stamp"
+fi
 npm run build --silent >&2
