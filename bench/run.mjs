@@ -7,6 +7,7 @@
  *   node bench/run.mjs [--virtual 4G] [--allocated 2G] [--runs 3] [--only NAME,...] [--write-docs]
  *   node bench/run.mjs --memory [--memory-sizes 1G,16G] [--write-docs]
  *   any of them with --hvbackup-config '{"segmentSize":"4MiB"}' (extra hvbackup configuration keys)
+ *   HVBACKUP_BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=DIR' node bench/run.mjs ... (Node.js flags for hvbackup only)
  *
  * Needs root, `npm run build` first (it runs bin/hvbackup.js as a user
  * would), and the peers from bench/install-peers.sh. It starts libvirtd and

@@ -68,7 +68,9 @@ export function createContenders(context) {
   const nbdStream = (uri) => `nbdcopy --allocated ${quote(uri)} -`;
   const s3Env = s3Environment(s3);
   const resticEnv = { ...s3Env, RESTIC_PASSWORD: 'hvb-bench-restic-password' };
-  const hvbackup = (config, args) => `${quote(process.execPath)} ${quote(cli)} --config ${quote(config)} --log-format json ${args}`;
+  // Extra Node.js flags for hvbackup alone, e.g. '--cpu-prof --cpu-prof-dir=DIR' (Node.js rejects --cpu-prof in NODE_OPTIONS).
+  const nodeFlags = (process.env.HVBACKUP_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean).map(quote).join(' ');
+  const hvbackup = (config, args) => `${quote(process.execPath)} ${nodeFlags} ${quote(cli)} --config ${quote(config)} --log-format json ${args}`;
   const state = { localBackupId: undefined, round: 0 };
 
   const exportedRun = (name, group, pipeline, { env = {}, prepare = async () => {}, stored, cleanup = async () => {} }) => ({
