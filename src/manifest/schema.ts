@@ -11,6 +11,9 @@ import { VerificationError } from '../errors.js';
 export const MANIFEST_FORMAT = 'hvbackup-manifest';
 export const MANIFEST_VERSION = 1;
 
+/** Disk target names as `<target dev=...>` gives them, for example `vda`. */
+export const DISK_TARGET_PATTERN = /^[a-z][a-z0-9]{1,15}$/;
+
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
 const fingerprint = z.string().regex(/^[0-9A-F]{40}$|^[0-9A-F]{64}$/);
 const safeInteger = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -29,7 +32,7 @@ export const segmentSchema = z
 
 export const diskSchema = z
   .object({
-    target: z.string().regex(/^[a-z][a-z0-9]{1,15}$/),
+    target: z.string().regex(DISK_TARGET_PATTERN),
     format: z.enum(['qcow2', 'raw']),
     sourcePath: z.string(),
     virtualSize: safeInteger,
@@ -37,6 +40,16 @@ export const diskSchema = z
     storedBytes: safeInteger,
     extentCount: safeInteger,
     entry: z.string(),
+  })
+  .strict();
+
+/** A disk that the configuration's excludeDisks left out. It has no archive entry and no checkpoint bitmap. */
+export const excludedDiskSchema = z
+  .object({
+    target: z.string().regex(DISK_TARGET_PATTERN),
+    /** Image format from `<driver type=...>`, `raw` when the XML names none; any format, since the disk is never read. */
+    format: z.string().min(1).max(32),
+    sourcePath: z.string(),
   })
   .strict();
 
@@ -58,6 +71,8 @@ export const manifestSchema = z
     finishedAt: z.string().datetime(),
     tool: z.object({ name: z.literal('hvbackup'), version: z.string() }).strict(),
     disks: z.array(diskSchema),
+    /** Absent in manifests of backups that excluded no disk, and in those written before the key existed. */
+    excludedDisks: z.array(excludedDiskSchema).optional(),
     nvram: z.string().nullable(),
     archiveBytes: safeInteger,
     segmentSize: safeInteger,
@@ -74,6 +89,7 @@ export const manifestSchema = z
 
 export type Manifest = z.infer<typeof manifestSchema>;
 export type ManifestDisk = z.infer<typeof diskSchema>;
+export type ManifestExcludedDisk = z.infer<typeof excludedDiskSchema>;
 export type ManifestSegment = z.infer<typeof segmentSchema>;
 
 /** Serialises a manifest; the signature covers exactly these bytes. */
@@ -111,6 +127,12 @@ export function decodeManifest(bytes: Uint8Array, objectName: string): Manifest 
       throw new VerificationError('segment-order', objectName, `segment ${index} is named ${segment.name}, expected ${expected}`);
     }
   });
+
+  const targets = [...manifest.disks, ...(manifest.excludedDisks ?? [])].map((disk) => disk.target);
+  const repeated = targets.find((target, index) => targets.indexOf(target) !== index);
+  if (repeated !== undefined) {
+    throw new VerificationError('manifest-schema', objectName, `disk target ${repeated} appears more than once in disks and excludedDisks`);
+  }
 
   const plainTotal = manifest.segments.reduce((sum, segment) => sum + segment.plainSize, 0);
   if (plainTotal !== manifest.archiveBytes) {

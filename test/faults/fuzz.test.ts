@@ -18,10 +18,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { validateConfig } from '../../src/config/load.js';
 import { ConfigError, VerificationError } from '../../src/errors.js';
-import { decodeManifest, encodeManifest, type Manifest } from '../../src/manifest/schema.js';
+import { decodeManifest, encodeManifest } from '../../src/manifest/schema.js';
 import { runCli } from '../support/cli.js';
 import { writeTestConfig } from '../support/config.js';
 import { seededRandom } from '../support/fault-proxy.js';
+import { validManifest } from '../support/manifest.js';
 import { createTestKeys } from '../support/setup-keys.js';
 
 const SEED = 0x5eed_2024;
@@ -37,39 +38,6 @@ function pick<T>(random: Random, items: readonly T[]): T {
 
 function integer(random: Random, below: number): number {
   return Math.floor(random() * below);
-}
-
-function validManifest(): Manifest {
-  const fingerprint = 'A1B2C3D4E5F60718293A4B5C6D7E8F9012345678';
-  const segments = [0, 1, 2].map((index) => ({
-    name: `${String(index).padStart(6, '0')}.pgp`,
-    size: 1_050_000 + index,
-    sha256: `${index}`.repeat(64),
-    plainSize: index < 2 ? MiB : 4096,
-  }));
-  return {
-    format: 'hvbackup-manifest',
-    version: 1,
-    repositoryId: '3f1c2a9e-8b7d-4c6e-9f01-23456789abcd',
-    backupId: '20240601T020000Z-a1b2c3',
-    host: 'host-a',
-    domain: { name: 'web', uuid: '6c1d9a7e-0f4b-4e3a-8d2c-5b6a7f8e9d01' },
-    type: 'full',
-    parent: null,
-    checkpoint: 'hvbackup-20240601T020000Z-a1b2c3',
-    chain: { full: '20240601T020000Z-a1b2c3', length: 0 },
-    startedAt: '2024-06-01T02:00:00.000Z',
-    snapshotAt: '2024-06-01T02:00:01.000Z',
-    finishedAt: '2024-06-01T02:00:09.000Z',
-    tool: { name: 'hvbackup', version: '0.1.0' },
-    disks: [{ target: 'vda', format: 'qcow2', sourcePath: '/var/lib/libvirt/images/web.qcow2', virtualSize: 64 * MiB, storedBytes: 1_622_016, extentCount: 3, entry: 'disks/vda.img' }],
-    nvram: null,
-    archiveBytes: 2 * MiB + 4096,
-    segmentSize: MiB,
-    segments,
-    encryption: { recipients: [fingerprint], seipdVersion: 1 },
-    signer: fingerprint,
-  };
 }
 
 /** Values that break assumptions: out-of-range numbers, wrong types, huge and odd strings, deep nesting. */
