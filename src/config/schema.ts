@@ -6,12 +6,44 @@
  */
 import { z } from 'zod';
 
+import { NAME_PATTERN } from '../manifest/layout.js';
+import { DISK_TARGET_PATTERN } from '../manifest/schema.js';
+
 const fingerprint = z
   .string()
   .transform((value) => value.replace(/\s+/g, '').toUpperCase())
   .refine((value) => /^[0-9A-F]{40}$|^[0-9A-F]{64}$/.test(value), {
     message: 'expected an OpenPGP v4 (40 hex digits) or v6 (64 hex digits) fingerprint',
   });
+
+const diskTarget = z
+  .string()
+  .regex(
+    DISK_TARGET_PATTERN,
+    'expected a disk target as `virsh domblklist DOMAIN` lists it, for example "vdb": a lower-case letter, then 1 to 15 lower-case letters or digits',
+  );
+
+/** Disk targets to leave out of the backups of each domain, keyed by domain name. */
+const excludeDisks = z.record(
+  z.string().regex(NAME_PATTERN),
+  z
+    .array(diskTarget, { error: 'expected a list of disk targets, for example ["vdb"]' })
+    .superRefine((targets, context) => {
+      const repeated = targets.filter((target, index) => targets.indexOf(target) !== index);
+      for (const target of new Set(repeated)) {
+        context.addIssue({ code: 'custom', message: `disk target "${target}" is listed more than once, but each target may be listed only once` });
+      }
+    }),
+  {
+    error: (issue) => {
+      if (issue.code === 'invalid_key') {
+        return `invalid domain name ${JSON.stringify(issue.input)}: expected a name as \`virsh list --all\` shows it, of letters, digits, ".", "_", "+" and "-", starting with a letter or digit`;
+      }
+      if (issue.code === 'invalid_type') return 'expected an object that maps domain names to lists of disk targets, for example { "web1": ["vdb"] }';
+      return undefined;
+    },
+  },
+);
 
 const localRepository = z
   .object({
@@ -142,6 +174,8 @@ export const configSchema = z
       .strict()
       .default({ maxLength: 14, maxAgeDays: 30 }),
     concurrency: concurrency.default({ uploads: 1, downloads: 3, reads: 4, domains: 1 }),
+    /** Disk targets that backups leave out, per domain name. docs/configuration.md describes what restore does with them. */
+    excludeDisks: excludeDisks.default({}),
     /** What prune keeps. Prune rejects a configuration without it. */
     retention: retention.optional(),
     /** Repository size limit in bytes or as a size such as "500GiB"; backup warns at 80% and stops at 95%. */

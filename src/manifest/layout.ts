@@ -18,7 +18,8 @@ export const SIGNATURE_NAME = 'manifest.json.sig';
 
 /** Backup ids sort by time: UTC timestamp, then random hex so two runs in one second differ. */
 const BACKUP_ID = /^(\d{8}T\d{6}Z)-([0-9a-f]{6})$/;
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
+/** Host and domain names: each becomes one path segment of an object key. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 
 export function newBackupId(now: Date = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
@@ -39,7 +40,7 @@ export function backupIdTime(id: string): Date {
 
 /** Rejects names that cannot be a path segment of the layout (domain and host names). */
 export function checkName(kind: string, value: string): string {
-  if (!NAME.test(value)) {
+  if (!NAME_PATTERN.test(value)) {
     throw new UsageError(`invalid ${kind} name "${value}": use letters, digits, ".", "_", "+" and "-", starting with a letter or digit`);
   }
   return value;

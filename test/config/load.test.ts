@@ -42,6 +42,65 @@ describe('validateConfig', () => {
   });
 });
 
+describe('excludeDisks', () => {
+  /** Returns the ConfigError message for an excludeDisks value, or fails when the value is accepted. */
+  function rejection(excludeDisks: unknown): string {
+    try {
+      validateConfig({ ...minimal, excludeDisks }, '/x/config.json');
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as Error).message;
+    }
+    throw new Error(`excludeDisks ${JSON.stringify(excludeDisks)} was accepted`);
+  }
+
+  it('defaults to no exclusions', () => {
+    expect(validateConfig(minimal, '/x/config.json').excludeDisks).toEqual({});
+  });
+
+  it('accepts targets per domain', () => {
+    const config = validateConfig({ ...minimal, excludeDisks: { web1: ['vdb', 'sdc'], 'db-2.prod': [] } }, '/x/config.json');
+    expect(config.excludeDisks).toEqual({ web1: ['vdb', 'sdc'], 'db-2.prod': [] });
+  });
+
+  it('rejects upper-case target naming value', () => {
+    const message = rejection({ web1: ['VDB'] });
+    expect(message).toContain('excludeDisks.web1.0');
+    expect(message).toContain('(got "VDB")');
+    expect(message).toContain('virsh domblklist');
+  });
+
+  it('rejects device path as target', () => {
+    const message = rejection({ web1: ['/dev/vdb'] });
+    expect(message).toContain('excludeDisks.web1.0');
+    expect(message).toContain('for example "vdb"');
+  });
+
+  it('rejects repeated target', () => {
+    const message = rejection({ web1: ['vdb', 'vdc', 'vdb'] });
+    expect(message).toContain('excludeDisks.web1');
+    expect(message).toContain('disk target "vdb" is listed more than once');
+  });
+
+  it('rejects string instead of list', () => {
+    const message = rejection({ web1: 'vdb' });
+    expect(message).toContain('excludeDisks.web1');
+    expect(message).toContain('expected a list of disk targets, for example ["vdb"]');
+  });
+
+  it('rejects list instead of object', () => {
+    const message = rejection(['vdb']);
+    expect(message).toContain('excludeDisks');
+    expect(message).toContain('maps domain names to lists of disk targets');
+  });
+
+  it('rejects invalid domain name', () => {
+    const message = rejection({ 'web 1': ['vdb'] });
+    expect(message).toContain('invalid domain name "web 1"');
+    expect(message).toContain('virsh list --all');
+  });
+});
+
 describe('loadConfig', () => {
   let dir: string;
 
