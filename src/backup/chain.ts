@@ -4,6 +4,8 @@
  * holds every write since the parent) and the disks are the same ones the
  * parent saw; anything else falls back to a full backup with the reason
  * logged, because a wrong chain silently loses writes at restore time.
+ * A disk that the parent excluded has no copy in the chain to build on,
+ * and restore requires every link of a chain to contain the same disks.
  */
 import type { PublicKey } from 'openpgp';
 
@@ -41,6 +43,8 @@ export interface ChainInput {
   checkpoints: string[];
   /** Current disks: target and format. */
   disks: { target: string; format: string }[];
+  /** Targets of the disks that this backup leaves out because the configuration excludes them. */
+  excludedTargets?: string[];
   now?: Date;
 }
 
@@ -68,13 +72,19 @@ export async function decideChain(input: ChainInput): Promise<ChainDecision> {
   }
 
   if (!parent.checkpoint) return fallback(`latest backup ${parent.backupId} created no checkpoint`);
+
+  // The disks are compared before the checkpoint is looked up, because a
+  // disk that the parent did not contain also lacks the parent's bitmap,
+  // and "checkpoint missing" would hide the real reason.
+  const before = parent.disks.map((disk) => `${disk.target}:${disk.format}`).join(',');
+  const now = input.disks.map((disk) => `${disk.target}:${disk.format}`).join(',');
+  if (before !== now) {
+    const changes = describeDiskChanges(parent, input.disks, input.excludedTargets ?? []);
+    return fallback(`disks changed since backup ${parent.backupId} (${before} -> ${now}): ${changes.join('; ')}`);
+  }
   if (!input.checkpoints.includes(parent.checkpoint)) {
     return fallback(`checkpoint ${parent.checkpoint} of backup ${parent.backupId} is missing in libvirt (deleted, or the domain was restored)`);
   }
-
-  const before = parent.disks.map((disk) => `${disk.target}:${disk.format}`).join(',');
-  const now = input.disks.map((disk) => `${disk.target}:${disk.format}`).join(',');
-  if (before !== now) return fallback(`disks changed since backup ${parent.backupId} (${before} -> ${now})`);
 
   if (parent.chain.length + 1 > input.limits.maxLength) {
     return fallback(`chain from ${parent.chain.full} reached ${parent.chain.length} incrementals (limit ${input.limits.maxLength})`);
@@ -85,4 +95,42 @@ export async function decideChain(input: ChainInput): Promise<ChainDecision> {
   }
 
   return { type: 'incremental', parent, reason: `incremental on top of ${parent.backupId} (checkpoint ${parent.checkpoint})` };
+}
+
+/**
+ * Lists, per disk target, why the disks of a backup differ from its parent's,
+ * naming the targets that excludeDisks added or removed.
+ */
+export function describeDiskChanges(
+  parent: Pick<Manifest, 'backupId' | 'disks' | 'excludedDisks'>,
+  disks: { target: string; format: string }[],
+  excludedTargets: string[],
+): string[] {
+  const parentExcluded = (parent.excludedDisks ?? []).map((disk) => disk.target);
+  const changes: string[] = [];
+
+  for (const disk of disks) {
+    const previous = parent.disks.find((candidate) => candidate.target === disk.target);
+    if (previous === undefined) {
+      changes.push(
+        parentExcluded.includes(disk.target)
+          ? `disk ${disk.target} was excluded from backup ${parent.backupId}, so no earlier copy of it exists to build on`
+          : `disk ${disk.target} is new since backup ${parent.backupId}`,
+      );
+    } else if (previous.format !== disk.format) {
+      changes.push(`disk ${disk.target} changed format from ${previous.format} to ${disk.format}`);
+    }
+  }
+
+  for (const previous of parent.disks) {
+    if (disks.some((disk) => disk.target === previous.target)) continue;
+    changes.push(
+      excludedTargets.includes(previous.target)
+        ? `disk ${previous.target} is excluded now but was in backup ${parent.backupId}, and each backup of a chain must contain the same disks`
+        : `disk ${previous.target} of backup ${parent.backupId} is no longer backed up`,
+    );
+  }
+
+  if (changes.length === 0) changes.push('the disks are listed in another order');
+  return changes;
 }
