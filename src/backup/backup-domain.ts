@@ -14,7 +14,7 @@ import { signDetached } from '../crypto/index.js';
 import { LibvirtError, RefusedError, RepositoryError } from '../errors.js';
 import { findActiveBackupJob } from '../libvirt/backup-job.js';
 import { deleteCheckpoint, listCheckpoints } from '../libvirt/checkpoints.js';
-import { backupDisks, parseDomainXml, type DiskInfo, type DomainInfo } from '../libvirt/domain.js';
+import { parseDomainXml, type DiskInfo, type DomainInfo } from '../libvirt/domain.js';
 import type { Logger } from '../log/logger.js';
 import {
   manifestKey,
@@ -34,6 +34,7 @@ import {
 import { decideChain, type BackupMode, type ChainDecision } from './chain.js';
 import { addImageBitmap, checkpointName, imageBitmaps, pruneCheckpoints, removeImageBitmap } from './checkpoints.js';
 import type { BackupContext } from './context.js';
+import { excludedDiskRecord, selectDisks } from './disk-selection.js';
 import { openDiskSource, type DiskSource } from './disk-source.js';
 import { dataExtents, dirtyExtents, totalLength } from './extents.js';
 import { lockDomain } from './domain-lock.js';
@@ -103,7 +104,7 @@ async function backupLocked(
 
   const domainXml = await context.domains.dumpXml(domainName, { inactive: true, securityInfo: true });
   const info = parseDomainXml(domainXml);
-  const disks = selectDisks(domainName, backupDisks(info));
+  const { included: disks, excluded } = selectDisks(info, config.excludeDisks[domainName] ?? [], log);
   const state = await context.domains.state(domainName);
   const running = state === 'running' || state === 'paused';
 
@@ -115,7 +116,7 @@ async function backupLocked(
 
   const rawDisks = disks.filter((disk) => disk.format !== 'qcow2').map((disk) => disk.target);
   const qcow2Disks = disks.filter((disk) => disk.format === 'qcow2');
-  const chain = await decideChainFor(context, ref, options.mode, running, disks, qcow2Disks.map((disk) => disk.sourcePath!));
+  const chain = await decideChainFor(context, ref, options.mode, running, { disks, excluded }, qcow2Disks.map((disk) => disk.sourcePath!));
   log.info({ phase: 'start', state, type: chain.type, disks: disks.map((disk) => disk.target) }, `${chain.type} backup: ${chain.reason}`);
   if (chain.type === 'incremental' && rawDisks.length > 0) {
     log.info({ disks: rawDisks }, 'raw disks have no dirty bitmaps and are copied in full in every incremental backup');
@@ -143,16 +144,18 @@ async function backupLocked(
 
     let result: BackupResult;
     try {
-      result = await writeBackup(context, { ref, info, domainXml, source, chain, checkpoint, started, log });
+      result = await writeBackup(context, { ref, info, domainXml, source, excluded, chain, checkpoint, started, log });
       committed = true;
     } finally {
       await source.close();
     }
 
+    // Excluded qcow2 images are pruned too, because backups from before their exclusion may have left bitmaps in them.
+    const excludedQcow2 = excluded.filter((disk) => disk.format === 'qcow2' && disk.sourcePath !== undefined);
     await pruneCheckpoints(context.virsh, domainName, {
       keep: checkpoint,
       running,
-      qcow2Paths: qcow2Disks.map((disk) => disk.sourcePath!),
+      qcow2Paths: [...qcow2Disks, ...excludedQcow2].map((disk) => disk.sourcePath!),
       logger: log,
     });
     return result;
@@ -196,7 +199,7 @@ async function decideChainFor(
   ref: BackupRef,
   mode: BackupMode,
   running: boolean,
-  disks: DiskInfo[],
+  selection: { disks: DiskInfo[]; excluded: DiskInfo[] },
   qcow2Paths: string[],
 ): Promise<ChainDecision> {
   if (mode === 'full') return { type: 'full', reason: 'full backup requested' };
@@ -218,7 +221,8 @@ async function decideChainFor(
     limits: context.config.chain,
     hostKey: context.signingKey.toPublic(),
     checkpoints,
-    disks: disks.map((disk) => ({ target: disk.target, format: disk.format ?? 'raw' })),
+    disks: selection.disks.map((disk) => ({ target: disk.target, format: disk.format ?? 'raw' })),
+    excludedTargets: selection.excluded.map((disk) => disk.target),
   });
 }
 
@@ -227,6 +231,8 @@ interface WriteBackupInput {
   info: DomainInfo;
   domainXml: string;
   source: DiskSource;
+  /** Disks left out by excludeDisks, recorded in the manifest. */
+  excluded: DiskInfo[];
   chain: ChainDecision;
   checkpoint: string | undefined;
   started: Date;
@@ -301,6 +307,8 @@ async function writeBackup(context: BackupContext, input: WriteBackupInput): Pro
       extentCount: plan.extents.length,
       entry: diskEntryName(plan.target),
     })),
+    // Written only when a disk was excluded, so that other manifests keep the keys that older readers accept.
+    ...(input.excluded.length > 0 ? { excludedDisks: input.excluded.map(excludedDiskRecord) } : {}),
     nvram: metadata.nvram,
     archiveBytes: uploaded.archiveBytes,
     segmentSize: config.segmentSize,
@@ -327,22 +335,6 @@ async function commitManifest(context: BackupContext, ref: BackupRef, manifest: 
 
   await context.store.put(signatureKey(ref), Buffer.from(signature, 'utf8'), { ...options, contentType: 'application/pgp-signature' });
   await context.store.put(manifestKey(ref), bytes, { ...options, contentType: 'application/json' });
-}
-
-function selectDisks(domainName: string, disks: DiskInfo[]): DiskInfo[] {
-  if (disks.length === 0) {
-    throw new LibvirtError(`domain ${domainName} has no disk that can be backed up`, {
-      hint: 'only writable file or block disks are backed up; check `virsh domblklist --details ' + domainName + '`',
-    });
-  }
-  for (const disk of disks) {
-    if (disk.format !== 'qcow2' && disk.format !== 'raw') {
-      throw new LibvirtError(`disk ${disk.target} of domain ${domainName} has format ${disk.format ?? '(none)'}`, {
-        hint: 'only qcow2 and raw disks are supported; set <driver type="qcow2"/> or "raw" in the domain XML',
-      });
-    }
-  }
-  return disks;
 }
 
 async function planDisks(source: DiskSource): Promise<DiskPlan[]> {

@@ -81,7 +81,14 @@ export async function pruneCheckpoints(
   // Bitmaps added offline are unknown to libvirt, and they can be removed only while no QEMU has the image open.
   if (options.running) return;
   for (const path of options.qcow2Paths) {
-    for (const name of await imageBitmaps(path)) {
+    let names: string[];
+    try {
+      names = await imageBitmaps(path);
+    } catch (error) {
+      options.logger.warn({ image: path, err: error }, `listing the dirty bitmaps of ${path} failed, so its old hvbackup bitmaps stay until a later backup removes them`);
+      continue;
+    }
+    for (const name of names) {
       if (!name.startsWith(CHECKPOINT_PREFIX) || name === options.keep || stillInLibvirt.includes(name)) continue;
       try {
         await removeImageBitmap(path, name);
