@@ -19,6 +19,8 @@ export interface RewriteOptions {
   regenerateMacs?: boolean;
   /** New source path per disk target. Every target must exist in the XML. */
   diskPaths?: Map<string, string>;
+  /** Disk targets whose `<disk>` elements are removed. Every target must exist in the XML. */
+  removeDisks?: string[];
   nvramPath?: string;
   removeInterfaces?: boolean;
   /**
@@ -86,6 +88,20 @@ function rewriteDiskPaths(devices: Element, diskPaths: Map<string, string>): voi
   }
 }
 
+function removeDisks(devices: Element, targets: string[]): void {
+  const remaining = new Set(targets);
+  for (const disk of childElements(devices, 'disk')) {
+    const target = attributeOf(firstChild(disk, 'target'), 'dev');
+    if (target === undefined || !remaining.has(target)) continue;
+    devices.removeChild(disk);
+    remaining.delete(target);
+  }
+
+  if (remaining.size > 0) {
+    throw new LibvirtError(`disk target(s) ${[...remaining].join(', ')} to remove not found in domain XML`, { hint: 'use the targets shown by virsh domblklist' });
+  }
+}
+
 function rewriteCharacterDevices(devices: Element, directory: string, domainName: string): void {
   let index = 0;
   for (const kind of ['serial', 'console', 'parallel']) {
@@ -135,6 +151,11 @@ export function rewriteDomainXml(xml: string, options: RewriteOptions): string {
     } else if (options.regenerateMacs) {
       rewriteMacs(devices);
     }
+  }
+
+  if (options.removeDisks !== undefined && options.removeDisks.length > 0) {
+    if (devices === undefined) throw new LibvirtError('domain XML has no <devices>, so there are no disks to remove');
+    removeDisks(devices, options.removeDisks);
   }
 
   if (options.diskPaths !== undefined && options.diskPaths.size > 0) {

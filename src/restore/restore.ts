@@ -30,6 +30,7 @@ import { listBackups, resolveBackup } from './catalog.js';
 import { applyChain } from './apply-chain.js';
 import { loadChain } from './chain.js';
 import { prepareDecryption, type DecryptWith } from './decryption.js';
+import { checkKeptImagesExist, describeExcludedDisk, logExcludedDisks, planExcludedDisks, type ExcludedDiskPlan } from './excluded-disks.js';
 import { loadTrustedSigners } from './manifest-check.js';
 import { checkDestinations, promote, type PlacedFile } from './promote.js';
 import { recoverPromotions } from './promotion-recovery.js';
@@ -46,6 +47,12 @@ export interface RestoreOptions {
   /** Directory for the disks of a clone; defaults to the directory of each original disk. */
   storageDir?: string;
   replace: boolean;
+  /**
+   * Removes the disks that the backup excluded from the restored definition.
+   * Without it an in-place restore keeps them, pointing at their existing
+   * images. A clone (`as`) always removes them.
+   */
+  dropExcludedDisks?: boolean;
   /** The command on whose behalf this restore runs; a drill may also run as the configured drill user. */
   command?: 'restore' | 'drill';
   /** Removes every network interface from the restored definition (drills use this for isolation). */
@@ -75,13 +82,21 @@ export interface RestoreResult {
   ref: BackupRef;
   domain: string;
   disks: { target: string; path: string }[];
+  /** Disks the backup excluded, and whether the restored definition kept or dropped each one. */
+  excludedDisks: ExcludedDiskPlan[];
   durationMs: number;
 }
 
 export async function restoreBackup(config: Config, options: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now();
   const { audit } = options;
-  const details = { selector: options.selector, as: options.as, replace: options.replace, decryptWith: options.decryptWith ?? 'key' };
+  const details = {
+    selector: options.selector,
+    as: options.as,
+    replace: options.replace,
+    dropExcludedDisks: options.dropExcludedDisks === true,
+    decryptWith: options.decryptWith ?? 'key',
+  };
   const request = { reason: options.reason, details };
 
   try {
@@ -172,8 +187,10 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
     path: options.as ? cloneDiskPath(disk, options.as, options.storageDir) : disk.sourcePath,
   }));
   await checkDestinations(domains, { domainName, replace: options.replace, destinations: diskDestinations.map((d) => d.path) });
+  const excludedDisks = planExcludedDisks(manifest.excludedDisks, { clone: options.as !== undefined, drop: options.dropExcludedDisks === true });
+  await checkKeptImagesExist(excludedDisks, domainName);
 
-  const summary = describePlan(ref, manifest, domainName, diskDestinations, options);
+  const summary = describePlan(ref, manifest, domainName, { restored: diskDestinations, excluded: excludedDisks }, options);
   if (!(await options.confirm(summary))) {
     throw new RefusedError('restore cancelled: not confirmed', { hint: 'answer "yes" at the prompt, or pass --yes in scripts' });
   }
@@ -211,6 +228,7 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
     let domainXml = extracted.domainXml;
     const original = parseDomainXml(domainXml);
     let nvramDestination = original.nvramPath;
+    const removeDisks = excludedDisks.filter((disk) => disk.action === 'drop').map((disk) => disk.target);
 
     if (options.as || options.removeInterfaces) {
       nvramDestination = original.nvramPath ? join(options.storageDir ?? dirname(original.nvramPath), `${domainName}_VARS.fd`) : undefined;
@@ -218,14 +236,21 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
         name: domainName,
         regenerateMacs: options.as !== undefined,
         removeInterfaces: options.removeInterfaces === true,
+        removeDisks,
         diskPaths: new Map(diskDestinations.map((destination) => [destination.target, destination.path])),
         nvramPath: nvramDestination,
         characterDeviceDir: options.storageDir ?? dirname(diskDestinations[0].path),
       });
+    } else if (removeDisks.length > 0) {
+      domainXml = rewriteDomainXml(domainXml, { removeDisks });
     }
     if (extracted.nvramPath && nvramDestination) {
       files.push({ staged: extracted.nvramPath, destination: nvramDestination });
     }
+
+    // Staging lasts as long as the download, so the images that the definition keeps are checked again just before promotion.
+    await checkKeptImagesExist(excludedDisks, domainName);
+    logExcludedDisks(excludedDisks, domainName, log);
 
     await promote(
       domains,
@@ -239,9 +264,9 @@ async function restoreVerified(config: Config, options: RestoreOptions, onResolv
       action: 'promotion',
       result: 'ok',
       ...refFields(ref),
-      details: { domain: domainName, files: files.map((file) => file.destination) },
+      details: { domain: domainName, files: files.map((file) => file.destination), excludedDisks },
     });
-    return { ref, domain: domainName, disks: diskDestinations, durationMs };
+    return { ref, domain: domainName, disks: diskDestinations, excludedDisks, durationMs };
   } finally {
     await stagingDisks.closeAll({ flush: false }).catch(() => undefined);
     await decryptor.close();
@@ -297,13 +322,14 @@ function describePlan(
   ref: BackupRef,
   manifest: Manifest,
   domainName: string,
-  disks: { target: string; path: string }[],
+  disks: { restored: { target: string; path: string }[]; excluded: ExcludedDiskPlan[] },
   options: RestoreOptions,
 ): string {
   const lines = [
     `restore backup ${ref.backupId} (${manifest.type}, taken ${manifest.snapshotAt}) of ${ref.host}/${ref.domain}`,
     `  as domain ${domainName}${options.as ? ' (clone: new UUID and MAC addresses)' : ''}${options.replace ? ', replacing the existing definition' : ''}`,
-    ...disks.map((disk) => `  disk ${disk.target} -> ${disk.path}${options.replace ? ' (replaced if present)' : ' (new file)'}`),
+    ...disks.restored.map((disk) => `  disk ${disk.target} -> ${disk.path}${options.replace ? ' (replaced if present)' : ' (new file)'}`),
+    ...disks.excluded.map(describeExcludedDisk),
   ];
   if (manifest.nvram) lines.push('  NVRAM restored');
   if (options.reason) lines.push(`  reason: ${options.reason}`);

@@ -55,6 +55,29 @@ describe('rewriteDomainXml', () => {
     expect(() => rewriteDomainXml(xml, { diskPaths: new Map([['vdq', '/x']]) })).toThrow(/vdq/);
   });
 
+  it('rewriteDomainXml removes listed disks', async () => {
+    const xml = await renderDomainTemplate('multi', 'hvb-test-original', '/srv/a');
+
+    const rewritten = rewriteDomainXml(xml, { removeDisks: ['vdb'] });
+
+    expect(parseDomainXml(rewritten).disks.map((disk) => disk.target)).toEqual(['vda']);
+    expect(rewritten).not.toContain('/srv/a/vdb.raw');
+  });
+
+  it('rewriteDomainXml removes disk and moves the rest', async () => {
+    const xml = await renderDomainTemplate('multi', 'hvb-test-original', '/srv/a');
+
+    const info = parseDomainXml(rewriteDomainXml(xml, { removeDisks: ['vdb'], diskPaths: new Map([['vda', '/srv/b/vda.qcow2']]) }));
+
+    expect(info.disks.map((disk) => [disk.target, disk.sourcePath])).toEqual([['vda', '/srv/b/vda.qcow2']]);
+  });
+
+  it('rewriteDomainXml unknown disk to remove rejected', async () => {
+    const xml = await renderDomainTemplate('multi', 'hvb-test-original', '/srv/a');
+
+    expect(() => rewriteDomainXml(xml, { removeDisks: ['vdq'] })).toThrow(/vdq/);
+  });
+
   it('rewriteDomainXml replaces nvram path', async () => {
     const xml = await renderDomainTemplate('uefi', 'hvb-test-original', '/srv/a');
 

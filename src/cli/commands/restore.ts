@@ -14,6 +14,7 @@ interface RestoreCommandOptions {
   at?: string;
   storageDir?: string;
   replace?: boolean;
+  dropExcludedDisks?: boolean;
   allowRollback?: boolean;
   yes?: boolean;
   reason?: string;
@@ -32,6 +33,10 @@ export function registerRestore(program: Command): void {
     .option('--at <time>', 'with a domain name: restore the latest backup started at or before this time (ISO 8601, e.g. 2026-12-01T02:00Z)')
     .option('--host <name>', 'the host that took the backup, when several hosts share the repository')
     .option('--replace', 'overwrite an existing domain and its disks (the domain must be shut off)')
+    .option(
+      '--drop-excluded-disks',
+      'remove the disks that the backup left out (configuration key "excludeDisks") from the restored definition. Without it, an in-place restore keeps them on their existing images and fails when an image is missing. A clone (--as) always removes them',
+    )
     .option('--allow-rollback', 'allow a backup older than restore.maxAgeDays or older than the latest backup of the domain')
     .option('-y, --yes', 'do not ask for confirmation (for scripts); without it, restore asks on a terminal and refuses elsewhere')
     .option('--reason <text>', 'why this restore is done; recorded in the audit trail')
@@ -50,6 +55,7 @@ export function registerRestore(program: Command): void {
           as: options.as,
           storageDir: options.storageDir,
           replace: options.replace === true,
+          dropExcludedDisks: options.dropExcludedDisks === true,
           allowRollback: options.allowRollback === true,
           reason: options.reason,
           decryptWith,
@@ -62,10 +68,15 @@ export function registerRestore(program: Command): void {
         });
 
         if (options.json) {
-          process.stdout.write(`${JSON.stringify({ ...result.ref, restoredAs: result.domain, disks: result.disks, durationMs: result.durationMs }, null, 2)}\n`);
+          const output = { ...result.ref, restoredAs: result.domain, disks: result.disks, excludedDisks: result.excludedDisks, durationMs: result.durationMs };
+          process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
         } else {
           process.stdout.write(`restored ${result.ref.domain} backup ${result.ref.backupId} as domain ${result.domain}\n`);
           for (const disk of result.disks) process.stdout.write(`  ${disk.target}\t${disk.path}\n`);
+          for (const disk of result.excludedDisks) {
+            const note = disk.action === 'keep' ? 'excluded from the backup, existing image kept' : 'excluded from the backup, removed from the definition';
+            process.stdout.write(`  ${disk.target}\t${disk.path}\t(${note})\n`);
+          }
         }
       });
     });
