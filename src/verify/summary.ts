@@ -24,6 +24,8 @@ export interface BackupSummary extends BackupRef {
   /** True when the chain reaches a full backup. */
   chainComplete: boolean;
   disks: { target: string; format: string; virtualSize: number; storedBytes: number }[];
+  /** Disks the configuration left out of this backup; empty when none was. */
+  excludedDisks: { target: string; format: string; sourcePath: string }[];
   archiveBytes: number;
   /** Ciphertext bytes of the segments. */
   storedBytes: number;
@@ -59,6 +61,7 @@ export async function summarizeBackup(
     chain,
     chainComplete: complete,
     disks: manifest.disks.map((disk) => ({ target: disk.target, format: disk.format, virtualSize: disk.virtualSize, storedBytes: disk.storedBytes })),
+    excludedDisks: manifest.excludedDisks ?? [],
     archiveBytes: manifest.archiveBytes,
     storedBytes: manifest.segments.reduce((sum, segment) => sum + segment.size, 0),
     segments: manifest.segments.length,

@@ -56,6 +56,7 @@ describe('summarizeBackup', () => {
     expect(summary.storedBytes).toBe(last.manifest.segments.reduce((sum, segment) => sum + segment.size, 0));
     expect(summary.signer).toBe(keys.host.fingerprint);
     expect(summary.signatureChecked).toBe(true);
+    expect(summary.excludedDisks).toEqual([]);
   });
 
   it('summarizeBackup missing parent', async () => {

@@ -40,6 +40,7 @@ function formatSummary(summary: BackupSummary): string {
     `age         ${formatAge(summary.ageSeconds)}`,
     `archive     ${formatByteSize(summary.archiveBytes)} in ${summary.segments} segment${summary.segments === 1 ? '' : 's'}, ${formatByteSize(summary.storedBytes)} stored`,
     ...summary.disks.map((disk) => `disk        ${disk.target} (${disk.format}) ${formatByteSize(disk.virtualSize)}, ${formatByteSize(disk.storedBytes)} stored`),
+    ...summary.excludedDisks.map((disk) => `excluded    ${disk.target} (${disk.format}) ${disk.sourcePath}, not stored`),
     `signer      ${summary.signer}${summary.signatureChecked ? ' (signature verified)' : ' (signature not checked)'}`,
   ];
   return `${lines.join('\n')}\n`;
