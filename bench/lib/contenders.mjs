@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { DOMAIN, pullExportXml, qemuGroupId, removeDomain, virsh } from './domain.mjs';
 import { AWS, bucketBytes, createBucket, removeBucket, s3Environment } from './services.mjs';
 import { gpgOptions, readJson } from './setup.mjs';
-import { bash, directoryBytes, quote, timed } from './shell.mjs';
+import { bash, directoryBytes, hvbackupCommand, quote, timed } from './shell.mjs';
 
 /**
  * Returns bash lines that start a pull-mode export of vda on a unix socket
@@ -68,9 +68,7 @@ export function createContenders(context) {
   const nbdStream = (uri) => `nbdcopy --allocated ${quote(uri)} -`;
   const s3Env = s3Environment(s3);
   const resticEnv = { ...s3Env, RESTIC_PASSWORD: 'hvb-bench-restic-password' };
-  // Extra Node.js flags for hvbackup alone, e.g. '--cpu-prof --cpu-prof-dir=DIR' (Node.js rejects --cpu-prof in NODE_OPTIONS).
-  const nodeFlags = (process.env.HVBACKUP_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean).map(quote).join(' ');
-  const hvbackup = (config, args) => `${quote(process.execPath)} ${nodeFlags} ${quote(cli)} --config ${quote(config)} --log-format json ${args}`;
+  const hvbackup = (config, args) => hvbackupCommand(cli, config, args);
   const state = { localBackupId: undefined, round: 0 };
 
   const exportedRun = (name, group, pipeline, { env = {}, prepare = async () => {}, stored, cleanup = async () => {} }) => ({
@@ -169,14 +167,19 @@ export function createContenders(context) {
     {
       name: 'gpg-decrypt',
       group: 'restore',
-      description: 'gpg -d FILE > /dev/null of the gpg-file output (decrypt and check the signature)',
+      description: 'gpg -d FILE > RAW of the gpg-file output (decrypt, check the signature, write the raw disk to a file)',
       async measure() {
         await stat(gpgFile).catch(() => {
           throw new Error('gpg-decrypt needs the output of gpg-file from the same round; run both (--only gpg-file,gpg-decrypt)');
         });
-        const result = await timed(`gpg ${gpg} -d ${quote(gpgFile)} > /dev/null`, { timeFile, logFile });
-        await rm(gpgFile, { force: true });
-        return { ...result, storedBytes: null };
+        const rawFile = join(work, 'decrypted.raw');
+        try {
+          const result = await timed(`gpg ${gpg} -d ${quote(gpgFile)} > ${quote(rawFile)}`, { timeFile, logFile });
+          return { ...result, storedBytes: await directoryBytes(rawFile) };
+        } finally {
+          await rm(gpgFile, { force: true });
+          await rm(rawFile, { force: true });
+        }
       },
     },
     {

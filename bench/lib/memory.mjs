@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { DOMAIN, prepareDomain, removeDomain } from './domain.mjs';
 import { readJson, writeConfig } from './setup.mjs';
-import { bash, quote, timed } from './shell.mjs';
+import { bash, hvbackupCommand, quote, timed } from './shell.mjs';
 
 async function freeBytes(path) {
   return Number((await bash(`df --output=avail -B1 ${quote(path)} | tail -1`)).trim());
@@ -34,7 +34,7 @@ export async function measureMemory({ cli, work, keys, sizes, log, extra = {} })
       await prepareDomain(join(dir, 'domain'), { virtualBytes: 2 * size.bytes, allocatedBytes: size.bytes });
       await mkdir(repo, { recursive: true });
       const config = await writeConfig(work, `memory-${size.label}-config`, keys, { type: 'local', path: repo }, extra);
-      const hvbackup = (args) => `${quote(process.execPath)} ${quote(cli)} --config ${quote(config)} --log-format json ${args}`;
+      const hvbackup = (args) => hvbackupCommand(cli, config, args);
 
       const output = join(dir, 'backup.json');
       const backup = await timed(`${hvbackup(`backup --mode full --json ${DOMAIN}`)} > ${quote(output)}`, { timeFile });

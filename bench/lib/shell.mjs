@@ -70,3 +70,13 @@ export async function directoryBytes(path) {
   const stdout = await run('du', ['-sb', path]);
   return Number(stdout.split('\t')[0]);
 }
+
+/**
+ * Returns the shell command that runs hvbackup with `config` and JSON logs.
+ * HVBACKUP_BENCH_NODE_FLAGS adds Node.js flags to hvbackup alone, such as
+ * '--cpu-prof --cpu-prof-dir=DIR', which Node.js rejects in NODE_OPTIONS.
+ */
+export function hvbackupCommand(cli, config, args) {
+  const nodeFlags = (process.env.HVBACKUP_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean).map(quote).join(' ');
+  return `${quote(process.execPath)} ${nodeFlags} ${quote(cli)} --config ${quote(config)} --log-format json ${args}`;
+}
