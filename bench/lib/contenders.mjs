@@ -165,6 +165,18 @@ export function createContenders(context) {
       },
     },
     {
+      name: 'gpg-decrypt-null',
+      group: 'restore',
+      description: 'gpg -d FILE > /dev/null of the gpg-file output (decryption and signature check alone, nothing written)',
+      async measure() {
+        await stat(gpgFile).catch(() => {
+          throw new Error('gpg-decrypt-null needs the output of gpg-file from the same round; run both (--only gpg-file,gpg-decrypt-null)');
+        });
+        const result = await timed(`gpg ${gpg} -d ${quote(gpgFile)} > /dev/null`, { timeFile, logFile });
+        return { ...result, storedBytes: null };
+      },
+    },
+    {
       name: 'gpg-decrypt',
       group: 'restore',
       description: 'gpg -d FILE > RAW of the gpg-file output (decrypt, check the signature, write the raw disk to a file)',
