@@ -50,8 +50,9 @@ function checkLink(child: ChainLink, parent: ChainLink): void {
   if (parent.manifest.chain.full !== child.manifest.chain.full) problems.push(`parent starts chain ${parent.manifest.chain.full}, child names ${child.manifest.chain.full}`);
   if (parent.manifest.chain.length + 1 !== child.manifest.chain.length) problems.push('chain positions are not consecutive');
   if (parent.manifest.snapshotAt >= child.manifest.snapshotAt) problems.push('parent is not older than its child');
-  const parentDisks = parent.manifest.disks.map((disk) => `${disk.target}:${disk.format}:${disk.virtualSize}`).join(',');
-  const childDisks = child.manifest.disks.map((disk) => `${disk.target}:${disk.format}:${disk.virtualSize}`).join(',');
+  // Sizes may differ: a disk resized between two backups is resized in staging too (StagingDisks.open).
+  const parentDisks = parent.manifest.disks.map((disk) => `${disk.target}:${disk.format}`).join(',');
+  const childDisks = child.manifest.disks.map((disk) => `${disk.target}:${disk.format}`).join(',');
   if (parentDisks !== childDisks) problems.push(`disks differ (${parentDisks} vs ${childDisks})`);
 
   if (problems.length > 0) {

@@ -84,15 +84,22 @@ export class StagingDisk {
   ) {}
 
   static async create(options: { path: string; format: 'qcow2' | 'raw'; virtualSize: number; socketPath: string }): Promise<StagingDisk> {
-    try {
-      await execFileAsync('qemu-img', ['create', '-q', '-f', options.format, options.path, String(options.virtualSize)]);
-    } catch (error) {
-      throw new HvError('staging', `qemu-img create of ${options.path} failed: ${(error as { stderr?: string }).stderr ?? (error as Error).message}`, ExitCode.failure, {
-        hint: 'check free space in the staging directory and that qemu-img is installed',
-        cause: error,
-      });
-    }
+    await runQemuImg(['create', '-q', '-f', options.format, options.path, String(options.virtualSize)], `qemu-img create of ${options.path}`);
+    return StagingDisk.serve(options);
+  }
 
+  /**
+   * Changes the size of an existing staging image and serves it again. An
+   * incremental backup of a disk resized since its parent carries the new
+   * size. Its bitmap tracks the writes to the new space, and space that no
+   * backup wrote reads as zeros, as on the resized disk.
+   */
+  static async resize(options: { path: string; format: 'qcow2' | 'raw'; virtualSize: number; socketPath: string }): Promise<StagingDisk> {
+    await runQemuImg(['resize', '-q', '--shrink', '-f', options.format, options.path, String(options.virtualSize)], `qemu-img resize of ${options.path}`);
+    return StagingDisk.serve(options);
+  }
+
+  private static async serve(options: { path: string; format: 'qcow2' | 'raw'; socketPath: string }): Promise<StagingDisk> {
     const server = await QemuNbdServer.start({
       imagePath: options.path,
       format: options.format,
@@ -133,20 +140,24 @@ export class StagingDisks {
 
   async open(disk: { target: string; format: 'qcow2' | 'raw'; virtualSize: number }, options: { fresh: boolean }): Promise<StagingDisk> {
     const existing = this.open_.get(disk.target);
-    if (existing && !options.fresh) return existing;
-    if (existing) {
-      await existing.close({ flush: false });
-      this.open_.delete(disk.target);
-    }
+    if (existing && !options.fresh && existing.client.size === disk.virtualSize) return existing;
 
     const path = this.staging.path(`${disk.target}.${disk.format}`);
-    await rm(path, { force: true });
-    const staged = await StagingDisk.create({
-      path,
-      format: disk.format,
-      virtualSize: disk.virtualSize,
-      socketPath: this.staging.socketPath(disk.target),
-    });
+    const image = { path, format: disk.format, virtualSize: disk.virtualSize, socketPath: this.staging.socketPath(disk.target) };
+    let staged: StagingDisk;
+    if (existing && !options.fresh) {
+      // qemu-nbd must let go of the image before qemu-img may change its size.
+      this.open_.delete(disk.target);
+      await existing.close({ flush: true });
+      staged = await StagingDisk.resize(image);
+    } else {
+      if (existing) {
+        this.open_.delete(disk.target);
+        await existing.close({ flush: false });
+      }
+      await rm(path, { force: true });
+      staged = await StagingDisk.create(image);
+    }
     this.open_.set(disk.target, staged);
     this.paths.set(disk.target, path);
     return staged;
@@ -165,5 +176,16 @@ export class StagingDisks {
     const results = await Promise.allSettled(disks.map((disk) => disk.close(options)));
     const failed = results.find((result) => result.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+}
+
+async function runQemuImg(args: string[], description: string): Promise<void> {
+  try {
+    await execFileAsync('qemu-img', args);
+  } catch (error) {
+    throw new HvError('staging', `${description} failed: ${(error as { stderr?: string }).stderr ?? (error as Error).message}`, ExitCode.failure, {
+      hint: 'check free space in the staging directory and that qemu-img is installed',
+      cause: error,
+    });
   }
 }

@@ -217,6 +217,28 @@ describe.skipIf(!enabled)('incremental chains', () => {
     await restoreAndCompare(config, dir, incremental.backupId, references, domain);
   });
 
+  it('grown disk chains and restores', async () => {
+    const { dir, config, domain } = await setup('single', 'hvb-test-incr-grow', false);
+    const disk = domain.disks[0];
+    const originalSize = (JSON.parse(await qemuImgInfo(disk.path)) as { 'virtual-size': number })['virtual-size'];
+    const fullReferences = await snapshot(domain, 'grow0');
+    const full = await backup(config, domain.name);
+
+    // Grow the disk by 16 MiB and write into the new space: only the incremental's bitmap records that write.
+    await promisify(execFile)('qemu-img', ['resize', '-q', '-f', 'qcow2', disk.path, `+${16 * MIB}`]);
+    await writePattern(disk.path, 'qcow2', originalSize + 4 * MIB, MIB, 0x3c);
+    const references = await snapshot(domain, 'grow1');
+    const incremental = await backup(config, domain.name);
+    expect(incremental.type).toBe('incremental');
+    expect(incremental.bytesRead).toBe(MIB);
+
+    await restoreAndCompare(config, dir, full.backupId, fullReferences, domain);
+    await restoreAndCompare(config, dir, incremental.backupId, references, domain);
+    const restored = join(dir, `restore-${clones.length}`, `${clones.at(-1)}-${disk.target}.qcow2`);
+    const info = JSON.parse(await qemuImgInfo(restored)) as { 'virtual-size': number };
+    expect(info['virtual-size']).toBe(originalSize + 16 * MIB);
+  });
+
   it('checkpoint of running domain pruned offline', async () => {
     const { dir, config, domain } = await setup('single', 'hvb-test-incr-stop', true);
     const full = await backup(config, domain.name);
