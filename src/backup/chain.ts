@@ -11,7 +11,7 @@ import type { PublicKey } from 'openpgp';
 
 import { UsageError } from '../errors.js';
 import { loadTrustedManifest } from '../restore/manifest-check.js';
-import { listBackups } from '../restore/catalog.js';
+import { latestCommittedBackup } from '../restore/catalog.js';
 import { backupIdTime } from '../manifest/layout.js';
 import type { Manifest } from '../manifest/schema.js';
 import type { ObjectStore } from '../repository/store.js';
@@ -60,8 +60,7 @@ export async function decideChain(input: ChainInput): Promise<ChainDecision> {
     return { type: 'full', reason };
   };
 
-  const committed = (await listBackups(input.store, { host: input.host, domain: input.domain })).filter((entry) => entry.committed);
-  const latest = committed.at(-1);
+  const latest = await latestCommittedBackup(input.store, input.host, input.domain);
   if (!latest) return fallback('no earlier backup of this domain');
 
   let parent: Manifest;

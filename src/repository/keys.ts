@@ -61,3 +61,14 @@ function keyProblem(key: string, isPrefix: boolean): string | undefined {
 export function compareKeys(left: string, right: string): number {
   return Buffer.compare(Buffer.from(left, 'utf8'), Buffer.from(right, 'utf8'));
 }
+
+/** Rejects a prefix for listDirectories: it must pass validatePrefix and be '' or end with '/'. */
+export function validateDirectoryPrefix(prefix: string): void {
+  if (prefix === '') return;
+  if (!prefix.endsWith('/')) {
+    throw new RepositoryError(`invalid directory prefix ${JSON.stringify(prefix)}: it does not end with '/'`, {
+      hint: "use '' or a prefix that names a directory, such as 'hosts/web/'",
+    });
+  }
+  validatePrefix(prefix);
+}

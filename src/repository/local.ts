@@ -17,7 +17,7 @@ import { link, lstat, mkdir, open, readdir, readFile, rename, stat, unlink } fro
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { AlreadyExistsError, NotFoundError, RepositoryError } from '../errors.js';
-import { compareKeys, validateKey, validatePrefix } from './keys.js';
+import { compareKeys, validateDirectoryPrefix, validateKey, validatePrefix } from './keys.js';
 import type { DeleteResult, GetOptions, ObjectInfo, ObjectStore, PutOptions } from './store.js';
 
 const fileMode = 0o640;
@@ -117,6 +117,23 @@ export class LocalStore implements ObjectStore {
       // A key deleted since the directory was read is skipped, not an error.
       if (info) yield info;
     }
+  }
+
+  async *listDirectories(prefix: string): AsyncIterable<string> {
+    validateDirectoryPrefix(prefix);
+    await this.requireRoot();
+
+    const relative = prefix.slice(0, -1);
+    let entries;
+    try {
+      entries = await readdir(join(this.root, ...(relative === '' ? [] : relative.split('/'))), { withFileTypes: true });
+    } catch (error) {
+      if (isMissing(error)) return;
+      throw this.failure(`listing directory ${relative === '' ? '.' : relative}`, error);
+    }
+
+    const names = entries.filter((entry) => entry.isDirectory() && !entry.name.startsWith(temporaryPrefix)).map((entry) => entry.name);
+    yield* names.sort(compareKeys);
   }
 
   async delete(keys: string[]): Promise<DeleteResult> {

@@ -18,12 +18,13 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  type ListObjectsV2CommandOutput,
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 import { AlreadyExistsError, NotFoundError, RepositoryError } from '../errors.js';
-import { validateKey, validatePrefix } from './keys.js';
+import { validateDirectoryPrefix, validateKey, validatePrefix } from './keys.js';
 import { deleteKeys } from './s3-delete.js';
 import { attemptCount, bucketNotFound, errorName, httpStatus, isNetworkError, s3Failure, type S3Context } from './s3-errors.js';
 import type { DeleteResult, GetOptions, ObjectInfo, ObjectStore, PutOptions, Retention } from './store.js';
@@ -203,23 +204,38 @@ export class S3Store implements ObjectStore {
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     validatePrefix(prefix);
-    const fullPrefix = this.prefix + prefix;
-    let continuationToken: string | undefined;
-
-    do {
-      let page;
-      try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: fullPrefix, ContinuationToken: continuationToken, MaxKeys: this.listPageSize }),
-        );
-      } catch (error) {
-        throw s3Failure(error, this.context('listing', fullPrefix));
-      }
-
+    for await (const page of this.listPages(this.prefix + prefix)) {
       for (const object of page.Contents ?? []) {
         if (object.Key === undefined) continue;
         yield { key: object.Key.slice(this.prefix.length), size: object.Size ?? 0, lastModified: object.LastModified ?? new Date(0) };
       }
+    }
+  }
+
+  async *listDirectories(prefix: string): AsyncIterable<string> {
+    validateDirectoryPrefix(prefix);
+    const fullPrefix = this.prefix + prefix;
+    for await (const page of this.listPages(fullPrefix, '/')) {
+      // Each common prefix is fullPrefix, one segment, then the delimiter.
+      for (const common of page.CommonPrefixes ?? []) {
+        if (common.Prefix !== undefined) yield common.Prefix.slice(fullPrefix.length, -1);
+      }
+    }
+  }
+
+  /** Yields the pages of a ListObjectsV2 listing of `fullPrefix`, grouped by `delimiter` when given. */
+  private async *listPages(fullPrefix: string, delimiter?: string): AsyncIterable<ListObjectsV2CommandOutput> {
+    let continuationToken: string | undefined;
+    do {
+      let page: ListObjectsV2CommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: fullPrefix, Delimiter: delimiter, ContinuationToken: continuationToken, MaxKeys: this.listPageSize }),
+        );
+      } catch (error) {
+        throw s3Failure(error, this.context('listing', fullPrefix));
+      }
+      yield page;
       continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (continuationToken);
   }

@@ -66,6 +66,15 @@ export interface ObjectStore {
   list(prefix: string): AsyncIterable<ObjectInfo>;
 
   /**
+   * Yields the directories directly below `prefix`, which must be '' or end
+   * with '/': each distinct key segment that follows `prefix` and is itself
+   * followed by '/', once, in ascending order. On S3 this takes one
+   * delimiter listing instead of a listing of every object below. A local store
+   * may also yield a directory whose objects were all deleted.
+   */
+  listDirectories(prefix: string): AsyncIterable<string>;
+
+  /**
    * Deletes the keys. A key that does not exist counts as deleted, as in S3.
    * Objects that the store refuses to delete (Object Lock retention, missing
    * permission) are reported in `failed` with the reason instead of throwing.

@@ -3,7 +3,7 @@
  * the catalog is the list of manifest keys. Prefixes without a manifest are
  * unfinished backups and are listed separately, for prune and verify.
  */
-import { backupIdTime, isBackupId, MANIFEST_NAME, parseBackupKey, type BackupRef } from '../manifest/layout.js';
+import { backupIdTime, isBackupId, MANIFEST_NAME, manifestKey, parseBackupKey, type BackupRef } from '../manifest/layout.js';
 import type { ObjectStore } from '../repository/store.js';
 import { UsageError } from '../errors.js';
 
@@ -41,6 +41,26 @@ export async function listBackups(
   }
 
   return [...entries.values()].sort((a, b) => a.backupId.localeCompare(b.backupId));
+}
+
+/**
+ * Returns the newest committed backup of one domain, or undefined when it
+ * has none. It lists only the backup directories (one delimiter listing on
+ * S3) and looks for manifests newest first, instead of listing every segment
+ * of every backup as listBackups does.
+ */
+export async function latestCommittedBackup(store: ObjectStore, host: string, domain: string): Promise<BackupRef | undefined> {
+  const backupIds: string[] = [];
+  for await (const name of store.listDirectories(`hosts/${host}/domains/${domain}/`)) {
+    if (isBackupId(name)) backupIds.push(name);
+  }
+  backupIds.sort((a, b) => b.localeCompare(a));
+
+  for (const backupId of backupIds) {
+    const ref = { host, domain, backupId };
+    if (await store.head(manifestKey(ref))) return ref;
+  }
+  return undefined;
 }
 
 /**

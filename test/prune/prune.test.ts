@@ -80,6 +80,7 @@ describe('prune on a local repository', () => {
       get: (key, getOptions) => store.get(key, getOptions),
       head: (key) => store.head(key),
       list: (prefix) => store.list(prefix),
+      listDirectories: (prefix) => store.listDirectories(prefix),
       delete: (keys) => {
         deletions.push(keys);
         return store.delete(keys);

@@ -18,6 +18,12 @@ export async function collect(iterable: AsyncIterable<ObjectInfo>): Promise<Obje
   return items;
 }
 
+export async function collectNames(iterable: AsyncIterable<string>): Promise<string[]> {
+  const names: string[] = [];
+  for await (const name of iterable) names.push(name);
+  return names;
+}
+
 export const invalidKeys = ['', '/abs', 'a//b', 'a/', './a', 'a/./b', 'a/../b', '..', 'a\\b', 'nul\0byte', 'x'.repeat(1025)];
 
 export function runStoreContract(name: string, makeStore: StoreFactory): void {
@@ -157,6 +163,32 @@ export function runStoreContract(name: string, makeStore: StoreFactory): void {
 
       const listed = (await collect(store.list('pages/'))).map((info) => info.key);
       expect(listed).toEqual(keys);
+    });
+
+    it('listDirectories lists one level', async () => {
+      const keys = ['vm/b/2', 'vm/a', 'vm/b/1', 'vm/c/d/e', 'vm/B/x', 'vm/é/y', 'other/x', 'vmx/y'];
+      for (const key of keys) await store.put(key, Buffer.from(key));
+
+      expect(await collectNames(store.listDirectories('vm/'))).toEqual(['B', 'b', 'c', 'é']);
+      expect(await collectNames(store.listDirectories(''))).toEqual(['other', 'vm', 'vmx']);
+      expect(await collectNames(store.listDirectories('vm/c/'))).toEqual(['d']);
+    });
+
+    it('listDirectories crosses page boundaries', async () => {
+      const names = Array.from({ length: 25 }, (_, index) => String(index).padStart(3, '0'));
+      await Promise.all(names.map((name) => store.put(`dirs/${name}/object`, Buffer.from(name))));
+
+      expect(await collectNames(store.listDirectories('dirs/'))).toEqual(names);
+    });
+
+    it('listDirectories of missing prefix', async () => {
+      expect(await collectNames(store.listDirectories('nothing/here/'))).toEqual([]);
+    });
+
+    it('listDirectories rejects prefix without slash', async () => {
+      const failure = await collectNames(store.listDirectories('vm')).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(RepositoryError);
+      expect((failure as Error).message).toContain("does not end with '/'");
     });
 
     it('delete reports deleted keys', async () => {
