@@ -2,6 +2,7 @@
  * S3Store against a real Ceph RGW (test/services/rgw.sh). Each file run
  * creates its own buckets, so reruns on a live gateway do not collide.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 
@@ -217,5 +218,19 @@ describe.skipIf(!rgw)('S3Store on RGW', () => {
       delete process.env.AWS_ACCESS_KEY_ID;
       delete process.env.AWS_SECRET_ACCESS_KEY;
     }
+  });
+});
+
+describe('S3Store start-up output', () => {
+  it('opening store writes nothing to stderr', () => {
+    // A JSON log on stderr must stay JSON: the SDK's Node.js version notice
+    // is several lines of plain text. The child imports the built store.
+    const code = `const { openStore } = await import(${JSON.stringify(new URL('../../dist/repository/open.js', import.meta.url).href)});
+      await openStore({ type: 's3', bucket: 'hvb-quiet', prefix: '', region: 'us-east-1', forcePathStyle: true, endpoint: 'http://127.0.0.1:9' });`;
+    const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _unset, ...environment } = process.env;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env: environment });
+
+    expect(child.status, child.stderr).toBe(0);
+    expect(child.stderr).toBe('');
   });
 });
