@@ -46,8 +46,16 @@ export async function runCommand(global: GlobalOptions, body: (env: CommandEnvir
       signal: controller.signal,
       loadConfig: () => loadConfig(configPath(global.config)),
     });
+    const code = result ?? ExitCode.ok;
+    if (interruptedBy && code === ExitCode.ok) {
+      // The signal arrived where the work could no longer stop, for example
+      // after a backup's manifest was written or during a restore's last
+      // promotion step. The work is complete, so saying "interrupted" would be wrong.
+      logger.warn({ signal: interruptedBy }, `${interruptedBy} arrived too late to stop the command, which finished its work`);
+      return ExitCode.ok;
+    }
     if (interruptedBy) return ExitCode.interrupted;
-    return result ?? ExitCode.ok;
+    return code;
   } catch (error) {
     if (interruptedBy) {
       logger.error({ signal: interruptedBy }, `interrupted by ${interruptedBy}; nothing was committed`);
