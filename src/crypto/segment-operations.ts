@@ -19,6 +19,7 @@ import { encryptionConfig } from './algorithms.js';
 import type { SessionKey } from './gpg-session-key.js';
 import { readBinaryMessage, requireMatchingDecryptionKey } from './recipients.js';
 import { openSeipdSegmentInPlace, planInPlaceDecryption } from './seipd-segment.js';
+import { newSessionKey, writeSeipdV1 } from './seipd-writer.js';
 import { requireTrustedSignatures, type SignatureResult } from './signers.js';
 import { collectStream, sliced } from './slices.js';
 
@@ -61,30 +62,47 @@ export const DAMAGED_SEGMENT_HINT = 'the object is damaged or was modified; comp
 
 /**
  * Signs (one-pass signature inside) and encrypts one segment into a binary
- * OpenPGP message that "gpg -d" reads, and hashes the result on the way.
- * Recipients must have passed checkRecipients with the same `aead` value.
- * The ciphertext is written into `output` when it is large enough, else into
- * a new buffer. Streaming is safe here: only decryption must never release
- * bytes early.
+ * OpenPGP message that "gpg -d" reads, and hashes the result. Recipients
+ * must have passed checkRecipients with the same `aead` value, so a SEIPD
+ * v1 message uses AES-256. The ciphertext is written into `output` when it
+ * is large enough, else into a new buffer. Streaming is safe here: only
+ * decryption must never release bytes early.
  */
 export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys, output?: Uint8Array): Promise<EncryptedSegment> {
+  const buffer = output ?? new Uint8Array(plaintext.byteLength + CIPHERTEXT_SLACK_BYTES);
   try {
-    const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
-    const encrypted = await openpgp.encrypt({
-      message,
-      encryptionKeys: keys.recipients,
-      signingKeys: keys.signingKey,
-      format: 'binary',
-      config: encryptionConfig(keys.aead),
-    });
-    const hash = createHash('sha256');
-    const ciphertext = await collectStream(encrypted, output ?? new Uint8Array(plaintext.byteLength + CIPHERTEXT_SLACK_BYTES), hash);
-    return { ciphertext, sha256: hash.digest('hex'), plaintext };
+    const { ciphertext, sha256 } = keys.aead ? await encryptWithOpenpgp(plaintext, keys, buffer) : await encryptSeipdV1(plaintext, keys, buffer);
+    return { ciphertext, sha256, plaintext };
   } catch (error) {
     throw new CryptoError(`encrypting a segment of ${plaintext.byteLength} bytes failed: ${(error as Error).message}`, {
       cause: error,
     });
   }
+}
+
+/** SEIPD v1: openpgp.js signs and encrypts the session key, seipd-writer.ts does the rest. */
+async function encryptSeipdV1(plaintext: Uint8Array, keys: EncryptKeys, output: Uint8Array): Promise<{ ciphertext: Uint8Array; sha256: string }> {
+  const config = encryptionConfig(false);
+  const sessionKey = newSessionKey();
+  const pkeskPackets = await openpgp.encryptSessionKey({ data: sessionKey, algorithm: 'aes256', encryptionKeys: keys.recipients, format: 'binary', config });
+  const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
+  const signed = await openpgp.sign({ message, signingKeys: keys.signingKey, format: 'binary', config });
+  return writeSeipdV1(pkeskPackets, signed, sessionKey, output);
+}
+
+/** SEIPD v2 (AEAD): openpgp.js does all of it. */
+async function encryptWithOpenpgp(plaintext: Uint8Array, keys: EncryptKeys, output: Uint8Array): Promise<{ ciphertext: Uint8Array; sha256: string }> {
+  const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
+  const encrypted = await openpgp.encrypt({
+    message,
+    encryptionKeys: keys.recipients,
+    signingKeys: keys.signingKey,
+    format: 'binary',
+    config: encryptionConfig(true),
+  });
+  const hash = createHash('sha256');
+  const ciphertext = await collectStream(encrypted, output, hash);
+  return { ciphertext, sha256: hash.digest('hex') };
 }
 
 /**
@@ -119,8 +137,8 @@ export async function decryptSegment(
 }
 
 /**
- * The general path: openpgp.js decrypts the segment slice by slice, which
- * keeps its copies small. Allowing it an unauthenticated stream is safe here
+ * Decrypts with openpgp.js, the general path, slice by slice, which keeps
+ * its copies small. Allowing it an unauthenticated stream is safe here
  * because nothing leaves decryptSegment before the whole message was read,
  * its integrity check (MDC or AEAD tags) passed and the signature was
  * verified.
