@@ -9,7 +9,7 @@
 import type { Config } from '../config/load.js';
 import { Domains } from '../libvirt/domains.js';
 import { Virsh } from '../libvirt/virsh.js';
-import { failureOf, ok, runCheck, type CheckResult } from './check.js';
+import { failureOf, ok, runCheck, warn, type CheckResult } from './check.js';
 import { checkDirectories } from './directories.js';
 import { checkDomain } from './domains.js';
 import { checkKeys } from './keys.js';
@@ -61,8 +61,10 @@ export async function runDoctor(options: DoctorOptions): Promise<CheckResult[]> 
   if (connection.connected) {
     report(await runCheck('libvirt.backup-capability', () => checkBackupCapability(virsh)));
     report(await runCheck('libvirt.kvm-device', () => checkKvmDevice('libvirt.kvm-device')));
-    const names = options.domains.length > 0 ? options.domains : await listAllDomains(virsh, report);
-    for (const domain of names) report(await runCheck(`domain ${domain}`, () => checkDomain(virsh, domain)));
+    const defined = await listAllDomains(virsh, report);
+    const names = options.domains.length > 0 ? options.domains : defined;
+    for (const domain of names) report(await runCheck(`domain ${domain}`, () => checkDomain(virsh, domain, config.excludeDisks[domain] ?? [])));
+    report(checkExcludeDomains(config, defined, virsh.uri));
   }
 
   report(await checkKeys(config));
@@ -71,6 +73,15 @@ export async function runDoctor(options: DoctorOptions): Promise<CheckResult[]> 
   report(await checkRepository(config, { writeTest: options.writeTest }));
   report(await runCheck('roles', () => checkRoles(config)));
   return all;
+}
+
+/** Warns about domain names in excludeDisks that libvirt does not know, since a misspelt name excludes nothing. */
+function checkExcludeDomains(config: Config, defined: string[], uri: string): CheckResult[] {
+  return Object.keys(config.excludeDisks)
+    .filter((name) => !defined.includes(name))
+    .map((name) =>
+      warn('config.excludeDisks', `excludeDisks names domain ${name}, which is not defined at ${uri}, so it excludes nothing`, `check the spelling with: virsh -c ${uri} list --all`),
+    );
 }
 
 async function listAllDomains(virsh: Virsh, report: (results: CheckResult[]) => void): Promise<string[]> {

@@ -17,7 +17,7 @@ import { fail, ok, runCheck, warn, type CheckResult } from './check.js';
 import { execProgram, firstLine } from './exec.js';
 
 /** Runs every check of one domain. Checks that need the domain XML are skipped when it cannot be read. */
-export async function checkDomain(virsh: Virsh, domain: string): Promise<CheckResult[]> {
+export async function checkDomain(virsh: Virsh, domain: string, excludeTargets: readonly string[] = []): Promise<CheckResult[]> {
   const prefix = `domain ${domain}`;
   const domains = new Domains(virsh);
 
@@ -28,13 +28,21 @@ export async function checkDomain(virsh: Virsh, domain: string): Promise<CheckRe
   const state = await domains.state(domain);
   const running = state === 'running' || state === 'paused';
   const info = parseDomainXml(await domains.dumpXml(domain));
-  const disks = backupDisks(info);
+  const eligible = backupDisks(info);
+  const disks = eligible.filter((disk) => !excludeTargets.includes(disk.target));
+  const excluded = eligible.filter((disk) => excludeTargets.includes(disk.target));
   const results: CheckResult[] = [];
 
+  const excludedText = excluded.length === 0 ? '' : `; excludeDisks leaves out ${excluded.map((disk) => disk.target).join(', ')}`;
   if (disks.length === 0) {
-    results.push(warn(`${prefix}: disks`, `${state}, no disk that a backup reads (only writable, unshared file or block disks are read)`, 'nothing to do unless the domain should have a disk in its backups'));
+    results.push(warn(`${prefix}: disks`, `${state}, no disk that a backup reads (only writable, unshared file or block disks are read)${excludedText}`, 'nothing to do unless the domain should have a disk in its backups'));
   } else {
-    results.push(ok(`${prefix}: disks`, `${state}, backs up ${disks.map((disk) => `${disk.target} (${disk.format ?? 'raw'})`).join(', ')}`));
+    results.push(ok(`${prefix}: disks`, `${state}, backs up ${disks.map((disk) => `${disk.target} (${disk.format ?? 'raw'})`).join(', ')}${excludedText}`));
+  }
+
+  const targets = info.disks.map((disk) => disk.target);
+  for (const target of excludeTargets.filter((name) => !targets.includes(name))) {
+    results.push(warn(`${prefix}: excludeDisks`, `excludeDisks lists disk ${target}, which domain ${domain} does not have (its disks: ${targets.join(', ') || 'none'})`, `fix or remove "${target}" under "excludeDisks"."${domain}" in the configuration`));
   }
 
   for (const disk of disks) {

@@ -148,6 +148,30 @@ describe.skipIf(!enabled)('doctor on libvirtd', () => {
     expect(repository.fix).toContain(`mkdir -p ${missingRepository}`);
   });
 
+  it('doctor honours excludeDisks', async () => {
+    const dir = await mkdtemp(join(work, 'exclude-'));
+    await defineVmdkDomain(vmdkName, dir);
+    const config = await writeTestConfig(dir, {
+      keys,
+      repository: { type: 'local', path: join(dir, 'repo') },
+      extra: { excludeDisks: { [vmdkName]: ['vda', 'vdz'], 'hvb-test-doctor-typo': ['vdb'] } },
+    });
+
+    const { output, stderr } = await runDoctor(config, [vmdkName]);
+
+    // The excluded vmdk disk is never read, so its format is no failure.
+    expect(output.results.find((result) => result.name === `domain ${vmdkName}: disk vda`), stderr).toBeUndefined();
+    const disks = find(output, `domain ${vmdkName}: disks`);
+    expect(disks.detail).toContain('excludeDisks leaves out vda');
+    const target = find(output, `domain ${vmdkName}: excludeDisks`);
+    expect(target.status).toBe('warn');
+    expect(target.detail).toContain('disk vdz, which domain');
+    const unknown = find(output, 'config.excludeDisks');
+    expect(unknown.status).toBe('warn');
+    expect(unknown.detail).toContain('hvb-test-doctor-typo');
+    expect(unknown.fix).toContain('list --all');
+  });
+
   it('doctor text output has fix lines', async () => {
     const dir = await mkdtemp(join(work, 'text-'));
     const config = await writeTestConfig(dir, { keys, repository: { type: 'local', path: join(dir, 'absent') }, createRepository: false });

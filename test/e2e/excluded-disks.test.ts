@@ -93,7 +93,8 @@ describe.skipIf(!enabled)('excluded disks', () => {
     excluding = await writeTestConfig(join(work, 'excluding'), {
       keys,
       repository: { type: 'local', path: repo },
-      extra: { segmentSize: '1MiB', excludeDisks: { [DOMAIN]: ['vdb'] }, drill },
+      // The second entry names a domain that does not exist, as a misspelt name would.
+      extra: { segmentSize: '1MiB', excludeDisks: { [DOMAIN]: ['vdb'], 'hvb-test-exclude-typo': ['vdb'] }, drill },
     });
     including = await writeTestConfig(join(work, 'including'), { keys, repository: { type: 'local', path: repo }, extra: { segmentSize: '1MiB' } });
 
@@ -155,6 +156,7 @@ describe.skipIf(!enabled)('excluded disks', () => {
     expect(summary!.type).toBe('full');
     backups.running = summary;
     expect(logMessages(result.stderr)).toContain(`disk vdb (${vdbPath}) excluded from the backup by excludeDisks`);
+    expect(result.stderr).toContain('excludeDisks names domain hvb-test-exclude-typo, which is not defined');
 
     const manifest = await readManifest(summary!.backupId);
     expect(manifest.disks.map((disk) => disk.target)).toEqual(['vda']);

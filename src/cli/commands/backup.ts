@@ -42,7 +42,9 @@ export function registerBackup(program: Command): void {
         const context = await createBackupContext(config, { logger, signal, progress: progressFor() });
         try {
           await enforceQuota(context, logger);
-          const domains = options.all ? await context.domains.list({ all: true }) : names;
+          const defined = await context.domains.list({ all: true });
+          warnUnknownExcludeDomains(config, defined, logger);
+          const domains = options.all ? defined : names;
           for (const name of domains) {
             if (!(await context.domains.exists(name))) {
               throw new UsageError(`domain ${name} not found in ${config.libvirt.uri}`, {
@@ -87,6 +89,20 @@ async function backupAll(context: BackupContext, config: Config, domains: string
   if (failures.length === 0) return ExitCode.ok;
   if (failures.length === 1 && domains.length === 1) throw failures[0].error;
   return ExitCode.failure;
+}
+
+/**
+ * Warns about each domain name in excludeDisks that libvirt does not know:
+ * a misspelt name would silently back up the disks it means to leave out.
+ */
+function warnUnknownExcludeDomains(config: Config, defined: string[], logger: Logger): void {
+  for (const name of Object.keys(config.excludeDisks)) {
+    if (defined.includes(name)) continue;
+    logger.warn(
+      { domain: name },
+      `excludeDisks names domain ${name}, which is not defined in ${config.libvirt.uri}, so it excludes nothing; check the spelling with: virsh -c ${config.libvirt.uri} list --all`,
+    );
+  }
 }
 
 async function enforceQuota(context: BackupContext, logger: Logger): Promise<void> {
