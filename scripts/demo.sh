@@ -8,7 +8,8 @@
 #      local directory repository (the embedded default),
 #   5. back the running VM up, then destroy and undefine it and delete its disk,
 #   6. restore it, and prove with `qemu-img compare` that the disk is identical,
-#   7. restore a clone under a new name, and clean everything up.
+#   7. restore a clone under a new name, and clean everything up, stopping
+#      libvirtd again if the demo started it.
 # Set HVBACKUP_DEMO_DIR to choose the work directory (default /var/tmp/hvbackup-demo).
 set -euo pipefail
 
@@ -32,7 +33,9 @@ cleanup() {
     virsh undefine "$name" --nvram --checkpoints-metadata >/dev/null 2>&1 || true
   done
 }
-trap cleanup EXIT
+# libvirtd.sh stops the daemons only if it started them and no test run
+# still uses them, so a libvirtd that ran before the demo keeps running.
+trap 'cleanup; bash test/services/libvirtd.sh stop >/dev/null' EXIT
 cleanup
 rm -rf "$work"
 mkdir -p "$work/images" "$work/keys" "$work/repository"
