@@ -93,7 +93,7 @@ export async function decideChain(input: ChainInput): Promise<ChainDecision> {
     return fallback(`chain from ${parent.chain.full} is older than ${input.limits.maxAgeDays} days`);
   }
 
-  return { type: 'incremental', parent, reason: `incremental on top of ${parent.backupId} (checkpoint ${parent.checkpoint})` };
+  return { type: 'incremental', parent, reason: `on top of ${parent.backupId} (checkpoint ${parent.checkpoint})` };
 }
 
 /**

@@ -17,7 +17,7 @@ const fingerprint = z
   });
 
 const diskTarget = z
-  .string()
+  .string({ error: 'expected a disk target in quotes, for example "vdb"' })
   .regex(
     DISK_TARGET_PATTERN,
     'expected a disk target as `virsh domblklist DOMAIN` lists it, for example "vdb": a lower-case letter, then 1 to 15 lower-case letters or digits',

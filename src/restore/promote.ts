@@ -44,7 +44,7 @@ export async function checkDestinations(domains: Domains, plan: Omit<PromotionPl
   if (await domains.exists(plan.domainName)) {
     if (!plan.replace) {
       throw new RefusedError(`domain ${plan.domainName} already exists`, {
-        hint: `pass --replace to overwrite it (it must be shut off), or --as NEWNAME to restore a clone`,
+        hint: `pass --replace to overwrite it (it must be shut off), or restore under a name no domain has with --as NAME`,
       });
     }
     const state = await domains.state(plan.domainName);
@@ -58,7 +58,7 @@ export async function checkDestinations(domains: Domains, plan: Omit<PromotionPl
   for (const destination of plan.destinations) {
     if ((await exists(destination)) && !plan.replace) {
       throw new RefusedError(`file ${destination} already exists`, {
-        hint: 'pass --replace to overwrite it, or --as NEWNAME (and --storage-dir DIR) to restore a clone elsewhere',
+        hint: 'pass --replace to overwrite it, or restore under another name with --as NAME and --storage-dir DIR',
       });
     }
   }

@@ -327,7 +327,7 @@ function describePlan(
 ): string {
   const lines = [
     `restore backup ${ref.backupId} (${manifest.type}, taken ${manifest.snapshotAt}) of ${ref.host}/${ref.domain}`,
-    `  as domain ${domainName}${options.as ? ' (clone: new UUID and MAC addresses)' : ''}${options.replace ? ', replacing the existing definition' : ''}`,
+    `  as domain ${domainName}${options.as ? ' (clone: new UUID and MAC addresses)' : ''}${options.replace ? ' (--replace: an existing definition is replaced)' : ''}`,
     ...disks.restored.map((disk) => `  disk ${disk.target} -> ${disk.path}${options.replace ? ' (replaced if present)' : ' (new file)'}`),
     ...disks.excluded.map(describeExcludedDisk),
   ];

@@ -76,6 +76,12 @@ describe('excludeDisks', () => {
     expect(message).toContain('for example "vdb"');
   });
 
+  it('rejects number as target', () => {
+    const message = rejection({ web1: [1] });
+    expect(message).toContain('excludeDisks.web1.0');
+    expect(message).toContain('expected a disk target in quotes, for example "vdb" (got 1)');
+  });
+
   it('rejects repeated target', () => {
     const message = rejection({ web1: ['vdb', 'vdc', 'vdb'] });
     expect(message).toContain('excludeDisks.web1');
