@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
 import { isWithoutVerdict, Virsh, VirshCommandError } from '../../src/libvirt/virsh.js';
+import type { Logger } from '../../src/log/logger.js';
 
 const CONNECT_FAILURE = "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': Connection refused";
 const CONNECTION_LOST = 'error: End of file while reading data: Input/output error';
@@ -61,6 +62,22 @@ describe('Virsh retries', () => {
 
     expect((await virsh.run(['backup-begin', 'web1', '/tmp/backup.xml'])).trim()).toBe('ok');
     expect(await calls()).toBe(3);
+  });
+
+  it('retry warning is one short line', async () => {
+    failFirst(2, CONNECT_FAILURE);
+    const warnings: { fields: Record<string, unknown>; message: string }[] = [];
+    const logger = { warn: (fields: Record<string, unknown>, message: string) => warnings.push({ fields, message }) } as unknown as Logger;
+    const virsh = new Virsh({ reconnectMs: 10_000, logger });
+
+    await virsh.run(['domjobinfo', 'web1'], { domain: 'web1' });
+
+    expect(warnings).toHaveLength(2);
+    for (const { fields, message } of warnings) {
+      expect(message).toMatch(/^libvirtd is unreachable \(.+\); retrying virsh domjobinfo in \d+ ms$/);
+      expect(message).not.toContain('\n');
+      expect(Object.keys(fields).sort()).toEqual(['attempt', 'command', 'delayMs', 'domain']);
+    }
   });
 
   it('no retry without reconnectMs', async () => {
