@@ -31,6 +31,8 @@ export interface BackupSummary extends BackupRef {
   storedBytes: number;
   segments: number;
   startedAt: string;
+  /** When the disks were captured: the point in time a restore returns to. */
+  snapshotAt: string;
   finishedAt: string;
   ageSeconds: number;
   signer: string;
@@ -66,6 +68,7 @@ export async function summarizeBackup(
     storedBytes: manifest.segments.reduce((sum, segment) => sum + segment.size, 0),
     segments: manifest.segments.length,
     startedAt: manifest.startedAt,
+    snapshotAt: manifest.snapshotAt,
     finishedAt: manifest.finishedAt,
     ageSeconds: Math.round((options.now.getTime() - backupIdTime(ref.backupId).getTime()) / 1000),
     signer: manifest.signer,

@@ -57,6 +57,7 @@ describe('summarizeBackup', () => {
     expect(summary.signer).toBe(keys.host.fingerprint);
     expect(summary.signatureChecked).toBe(true);
     expect(summary.excludedDisks).toEqual([]);
+    expect(summary.snapshotAt).toBe(last.manifest.snapshotAt);
   });
 
   it('summarizeBackup missing parent', async () => {
@@ -100,5 +101,6 @@ describe('show command', () => {
     expect(run.exitCode).toBe(0);
     expect(run.stdout).toContain(`chain       ${ids.first} (incremental) <- ${ids.full} (full)`);
     expect(run.stdout).toContain('(signature verified)');
+    expect(run.stdout).toMatch(/^snapshot {4}\d{4}-\d{2}-\d{2}T.+ \(the state a restore returns to\)$/m);
   });
 });

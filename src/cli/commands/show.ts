@@ -36,6 +36,7 @@ function formatSummary(summary: BackupSummary): string {
     `type        ${summary.type}`,
     `chain       ${chain}${summary.chainComplete ? '' : '  INCOMPLETE: no full backup at its end'}`,
     `started     ${summary.startedAt}`,
+    `snapshot    ${summary.snapshotAt} (the state a restore returns to)`,
     `finished    ${summary.finishedAt}`,
     `age         ${formatAge(summary.ageSeconds)}`,
     `archive     ${formatByteSize(summary.archiveBytes)} in ${summary.segments} segment${summary.segments === 1 ? '' : 's'}, ${formatByteSize(summary.storedBytes)} stored`,
