@@ -17,7 +17,7 @@ interface ListOptions {
 export function registerList(program: Command): void {
   program
     .command('list')
-    .description('list the backups in the repository (no key needed)')
+    .description('list the backups in the repository (no key needed); SIZE counts every object of a backup: its segments, manifest and signature')
     .argument('[domain]', 'only backups of this domain')
     .option('--host <name>', 'only backups taken by this host')
     .option('--all', 'include unfinished backups (no manifest)')
