@@ -16,7 +16,7 @@
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import type { ReadableStream } from 'node:stream/web';
 
-import { collectYoungGarbage } from './young-garbage.js';
+import { forEachChunk, GrowingBuffer } from './slices.js';
 
 const BLOCK_BYTES = 16;
 const SESSION_KEY_BYTES = 32;
@@ -28,9 +28,6 @@ const SEIPD_VERSION = 1;
 
 /** The MDC packet's header: tag 19 (0xD3) and length 20; the SHA-1 follows. */
 const MDC_HEADER = Uint8Array.from([0xd3, 0x14]);
-
-/** Output bytes between two young-generation collections; see young-garbage.ts. */
-const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
 
 /** Returns a new AES-256 session key from the system's random source. */
 export function newSessionKey(): Uint8Array {
@@ -70,19 +67,7 @@ export async function writeSeipdV1(
   encrypt(random);
   encrypt(random.subarray(BLOCK_BYTES - 2));
 
-  let sinceCollection = 0;
-  const reader = inner.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    encrypt(value);
-
-    sinceCollection += value.byteLength;
-    if (sinceCollection >= COLLECT_EVERY_BYTES) {
-      sinceCollection = 0;
-      collectYoungGarbage();
-    }
-  }
+  await forEachChunk(inner, encrypt);
 
   // The MDC covers the prefix, the inner packets and its own two header bytes.
   encrypt(MDC_HEADER);
@@ -95,25 +80,4 @@ export async function writeSeipdV1(
   new DataView(ciphertext.buffer, ciphertext.byteOffset + headerOffset + HEADER.length, 4).setUint32(0, bodyLength);
 
   return { ciphertext, sha256: createHash('sha256').update(ciphertext).digest('hex') };
-}
-
-/** Appends bytes to a buffer, moving to one twice as large when they do not fit. */
-class GrowingBuffer {
-  length = 0;
-
-  constructor(private buffer: Uint8Array) {}
-
-  write(bytes: Uint8Array): void {
-    if (this.length + bytes.byteLength > this.buffer.byteLength) {
-      const grown = new Uint8Array(Math.max(2 * this.buffer.byteLength, this.length + bytes.byteLength));
-      grown.set(this.buffer.subarray(0, this.length));
-      this.buffer = grown;
-    }
-    this.buffer.set(bytes, this.length);
-    this.length += bytes.byteLength;
-  }
-
-  bytes(): Uint8Array {
-    return this.buffer.subarray(0, this.length);
-  }
 }

@@ -14,7 +14,7 @@ import * as openpgp from 'openpgp';
 
 import { readPacketFrames, type PacketFrame } from './packet-frames.js';
 import type { SignatureResult } from './signers.js';
-import { sliced } from './slices.js';
+import { forEachChunk, sliced } from './slices.js';
 
 const ONE_PASS_SIGNATURE_TAG = 4;
 const LITERAL_DATA_TAG = 11;
@@ -83,9 +83,5 @@ function oneSignedLiteralFrames(packets: Uint8Array): { literal: PacketFrame; si
 /** Reads a stream to its end; openpgp.js finishes its hashes as the data passes. */
 async function drain(stream: ReadableStream<Uint8Array> | Uint8Array): Promise<void> {
   if (stream instanceof Uint8Array) return;
-  const reader = stream.getReader();
-  for (;;) {
-    const { done } = await reader.read();
-    if (done) return;
-  }
+  await forEachChunk(stream, () => undefined);
 }

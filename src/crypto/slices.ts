@@ -15,27 +15,18 @@ const SLICE_BYTES = 1024 * 1024;
 const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
 
 /**
- * Reads a stream into `buffer`, from its start, updating `hash` when given.
- * A stream that does not fit moves to a new buffer twice as large. Returns
- * the filled part.
+ * Calls `visit` with each chunk of `stream`, in order, until the stream ends.
+ * A young-generation collection runs every 2 MiB, because openpgp.js leaves
+ * short-lived copies behind for each chunk.
  */
-export async function collectStream(stream: ReadableStream<Uint8Array>, buffer: Uint8Array, hash?: Hash): Promise<Uint8Array> {
-  let length = 0;
+export async function forEachChunk(stream: ReadableStream<Uint8Array>, visit: (chunk: Uint8Array) => void): Promise<void> {
   let sinceCollection = 0;
 
   const reader = stream.getReader();
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) break;
-
-    if (length + value.byteLength > buffer.byteLength) {
-      const grown = new Uint8Array(Math.max(2 * buffer.byteLength, length + value.byteLength));
-      grown.set(buffer.subarray(0, length));
-      buffer = grown;
-    }
-    buffer.set(value, length);
-    length += value.byteLength;
-    hash?.update(value);
+    if (done) return;
+    visit(value);
 
     sinceCollection += value.byteLength;
     if (sinceCollection >= COLLECT_EVERY_BYTES) {
@@ -43,8 +34,42 @@ export async function collectStream(stream: ReadableStream<Uint8Array>, buffer: 
       collectYoungGarbage();
     }
   }
+}
 
-  return buffer.subarray(0, length);
+/**
+ * Reads a stream into `buffer`, from its start, updating `hash` when given.
+ * A stream that does not fit moves to a new buffer twice as large. Returns
+ * the filled part.
+ */
+export async function collectStream(stream: ReadableStream<Uint8Array>, buffer: Uint8Array, hash?: Hash): Promise<Uint8Array> {
+  const collected = new GrowingBuffer(buffer);
+  await forEachChunk(stream, (chunk) => {
+    collected.write(chunk);
+    hash?.update(chunk);
+  });
+  return collected.bytes();
+}
+
+/** A byte buffer that bytes are appended to; it moves to one twice as large when they do not fit. */
+export class GrowingBuffer {
+  length = 0;
+
+  constructor(private buffer: Uint8Array) {}
+
+  write(bytes: Uint8Array): void {
+    if (this.length + bytes.byteLength > this.buffer.byteLength) {
+      const grown = new Uint8Array(Math.max(2 * this.buffer.byteLength, this.length + bytes.byteLength));
+      grown.set(this.buffer.subarray(0, this.length));
+      this.buffer = grown;
+    }
+    this.buffer.set(bytes, this.length);
+    this.length += bytes.byteLength;
+  }
+
+  /** Returns the bytes written so far, as a view of the current buffer. */
+  bytes(): Uint8Array {
+    return this.buffer.subarray(0, this.length);
+  }
 }
 
 /** Offers `bytes` to openpgp.js in slices; the slices are views, not copies. */
