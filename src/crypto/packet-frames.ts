@@ -8,6 +8,9 @@
 /** Packet tags of RFC 9580 section 5 that segment decryption looks for. */
 export const PacketTag = {
   publicKeyEncryptedSessionKey: 1,
+  signature: 2,
+  onePassSignature: 4,
+  literalData: 11,
   symEncryptedIntegrityProtectedData: 18,
 } as const;
 
@@ -26,6 +29,21 @@ export interface PacketFrame {
   end: number;
   body: BodyPiece[];
   bodyLength: number;
+}
+
+/**
+ * Moves the body pieces of a packet together, in order, starting at
+ * `destination`, and returns the body's length. `destination` must not lie
+ * after the first piece: then every piece moves towards the start, and
+ * copyWithin never overwrites bytes that a later piece still needs.
+ */
+export function gatherBody(bytes: Uint8Array, pieces: BodyPiece[], destination: number): number {
+  let length = 0;
+  for (const piece of pieces) {
+    bytes.copyWithin(destination + length, piece.offset, piece.offset + piece.length);
+    length += piece.length;
+  }
+  return length;
 }
 
 /** Raised for bytes whose packet headers do not describe a complete message. */

@@ -19,7 +19,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, timingSafeEqual } from 'node:crypto';
 
-import type { BodyPiece } from './packet-frames.js';
+import { gatherBody, type BodyPiece } from './packet-frames.js';
 
 /** AES variants that SEIPD v1 segments use, by openpgp.js algorithm name. */
 const AES_CIPHERS = {
@@ -65,7 +65,9 @@ export function openSeipdV1InPlace(buffer: Uint8Array, pieces: BodyPiece[], ciph
     throw new Error(`the session key has ${sessionKey.byteLength} bytes, but ${cipher} needs ${keyBytes}`);
   }
 
-  const length = compactBody(buffer, pieces);
+  // The body starts with the version byte, which the caller has checked.
+  const [first, ...rest] = pieces;
+  const length = first === undefined ? 0 : gatherBody(buffer, [{ offset: first.offset + 1, length: first.length - 1 }, ...rest], 0);
   if (length < PREFIX_BYTES + MDC_PACKET_BYTES) {
     throw new Error(`invalid encrypted data: ${length} bytes, fewer than the ${PREFIX_BYTES + MDC_PACKET_BYTES} that its prefix and MDC packet take`);
   }
@@ -78,21 +80,6 @@ export function openSeipdV1InPlace(buffer: Uint8Array, pieces: BodyPiece[], ciph
   }
 
   return { start: PREFIX_BYTES, end: length - MDC_PACKET_BYTES };
-}
-
-/**
- * Moves the body pieces to the front of `buffer`, dropping the version byte.
- * Every piece moves towards the start, so copyWithin never overwrites bytes
- * that a later piece still needs.
- */
-function compactBody(buffer: Uint8Array, pieces: BodyPiece[]): number {
-  let length = 0;
-  for (const [index, piece] of pieces.entries()) {
-    const skip = index === 0 ? 1 : 0;
-    buffer.copyWithin(length, piece.offset + skip, piece.offset + piece.length);
-    length += piece.length - skip;
-  }
-  return length;
 }
 
 /**

@@ -12,13 +12,9 @@
  */
 import * as openpgp from 'openpgp';
 
-import { readPacketFrames, type PacketFrame } from './packet-frames.js';
+import { gatherBody, PacketFramingError, PacketTag, readPacketFrames, type PacketFrame } from './packet-frames.js';
 import type { SignatureResult } from './signers.js';
 import { forEachChunk, sliced } from './slices.js';
-
-const ONE_PASS_SIGNATURE_TAG = 4;
-const LITERAL_DATA_TAG = 11;
-const SIGNATURE_TAG = 2;
 
 /** Literal data format of RFC 9580 section 5.9 for binary data. */
 const BINARY_FORMAT = 0x62;
@@ -44,12 +40,7 @@ export async function verifySignedLiteral(
   const nameBytes = packets[first.offset + 1];
   if (LITERAL_HEADER_BYTES + nameBytes > literal.bodyLength) return undefined;
 
-  // Moving every piece towards the first one never overwrites a piece not yet moved.
-  let length = 0;
-  for (const piece of literal.body) {
-    packets.copyWithin(first.offset + length, piece.offset, piece.offset + piece.length);
-    length += piece.length;
-  }
+  const length = gatherBody(packets, literal.body, first.offset);
   const content = packets.subarray(first.offset + LITERAL_HEADER_BYTES + nameBytes, first.offset + length);
 
   const signature = await openpgp.readSignature({ binarySignature: packets.subarray(signatures.start, signatures.end) });
@@ -64,8 +55,9 @@ function oneSignedLiteralFrames(packets: Uint8Array): { literal: PacketFrame; si
   let frames: PacketFrame[];
   try {
     frames = readPacketFrames(packets);
-  } catch {
-    return undefined;
+  } catch (error) {
+    if (error instanceof PacketFramingError) return undefined;
+    throw error;
   }
 
   const count = (frames.length - 1) / 2;
@@ -73,9 +65,9 @@ function oneSignedLiteralFrames(packets: Uint8Array): { literal: PacketFrame; si
   const onePass = frames.slice(0, count);
   const literal = frames[count];
   const signatures = frames.slice(count + 1);
-  if (!onePass.every((frame) => frame.tag === ONE_PASS_SIGNATURE_TAG)) return undefined;
-  if (literal.tag !== LITERAL_DATA_TAG) return undefined;
-  if (!signatures.every((frame) => frame.tag === SIGNATURE_TAG)) return undefined;
+  if (!onePass.every((frame) => frame.tag === PacketTag.onePassSignature)) return undefined;
+  if (literal.tag !== PacketTag.literalData) return undefined;
+  if (!signatures.every((frame) => frame.tag === PacketTag.signature)) return undefined;
 
   return { literal, signatures: { start: signatures[0].start, end: signatures[signatures.length - 1].end } };
 }
