@@ -4,10 +4,10 @@
  * Callers pass and get whole Uint8Arrays, and decryption returns nothing
  * before the whole message was authenticated.
  *
- * Encryption and every message form other than SEIPD v1 with AES go through
- * openpgp.js, in 1 MiB slices. A SEIPD v1 segment is decrypted in place by
- * seipd-segment.ts, which is about twice as fast, and only its inner
- * packets and signatures go through openpgp.js.
+ * For SEIPD v1 with AES, the symmetric layer is the project's own:
+ * seipd-writer.ts encrypts, and seipd-segment.ts decrypts in place. openpgp.js
+ * still handles session keys and signatures there, and every other message
+ * form (SEIPD v2 among them) in 1 MiB slices. docs/crypto.md gives the reasons.
  */
 import { createHash } from 'node:crypto';
 import type { ReadableStream } from 'node:stream/web';
@@ -58,7 +58,7 @@ export interface EncryptedSegment {
 export const CIPHERTEXT_SLACK_BYTES = 64 * 1024;
 
 /** The hint of every error about a segment that does not decrypt. */
-export const DAMAGED_SEGMENT_HINT = 'the object is damaged or was modified; compare its SHA-256 with the manifest and restore from another copy';
+const DAMAGED_SEGMENT_HINT = 'the object is damaged or was modified; compare its SHA-256 with the manifest and restore from another copy';
 
 /**
  * Signs (one-pass signature inside) and encrypts one segment into a binary

@@ -41,7 +41,7 @@ export async function planInPlaceDecryption(
   if (encryptedData === undefined) return undefined;
 
   const key = sessionKey ?? (await openSessionKey(ciphertext.subarray(0, encryptedData.start), objectName, keys));
-  if (key === undefined || !isSeipdCipher(key.algorithm)) return undefined;
+  if (key === undefined || key.algorithm === null || !isSeipdCipher(key.algorithm)) return undefined;
 
   return { encryptedData, cipher: key.algorithm, sessionKey: key.data };
 }
@@ -93,7 +93,7 @@ function findSeipdV1Packet(ciphertext: Uint8Array): PacketFrame | undefined {
  * undefined when they yield several different keys, which openpgp.js then
  * tries one by one on an intact copy.
  */
-async function openSessionKey(pkeskPackets: Uint8Array, objectName: string, keys: DecryptKeys): Promise<SessionKey | undefined> {
+async function openSessionKey(pkeskPackets: Uint8Array, objectName: string, keys: DecryptKeys): Promise<{ data: Uint8Array; algorithm: string | null } | undefined> {
   const message = await readBinaryMessage(pkeskPackets, objectName);
   requireMatchingDecryptionKey(message, objectName, keys.decryptionKeys);
 
@@ -107,7 +107,5 @@ async function openSessionKey(pkeskPackets: Uint8Array, objectName: string, keys
     });
   }
 
-  if (opened.length !== 1) return undefined;
-  const [{ data, algorithm }] = opened;
-  return algorithm !== null && isSeipdCipher(algorithm) ? { data, algorithm } : undefined;
+  return opened.length === 1 ? opened[0] : undefined;
 }
