@@ -18,6 +18,28 @@ export interface DiskSelection {
 }
 
 /**
+ * Splits the disks that a backup can read (backupDisks) into those it reads
+ * and those `excludeTargets` leaves out, without logging or checks.
+ */
+export function partitionDisks(info: DomainInfo, excludeTargets: readonly string[]): DiskSelection {
+  const eligible = backupDisks(info);
+  return {
+    included: eligible.filter((disk) => !excludeTargets.includes(disk.target)),
+    excluded: eligible.filter((disk) => excludeTargets.includes(disk.target)),
+  };
+}
+
+/** Returns the targets of `excludeTargets` that the domain has no disk for. */
+export function unknownTargets(info: DomainInfo, excludeTargets: readonly string[]): string[] {
+  return excludeTargets.filter((target) => !info.disks.some((disk) => disk.target === target));
+}
+
+/** Returns the domain names in excludeDisks that are not among `defined`: a misspelt name excludes nothing. */
+export function unknownExcludeDomains(excludeDisks: Record<string, string[]>, defined: string[]): string[] {
+  return Object.keys(excludeDisks).filter((name) => !defined.includes(name));
+}
+
+/**
  * Splits the disks of a domain into those backed up and those excluded by
  * target. A listed target that the domain lacks is logged and ignored, so a
  * disk unplugged since the configuration was written does not fail the run.
@@ -25,18 +47,17 @@ export interface DiskSelection {
 export function selectDisks(info: DomainInfo, excludeTargets: readonly string[], log: Logger): DiskSelection {
   const domainName = info.name;
   const allTargets = info.disks.map((disk) => disk.target);
-  for (const target of excludeTargets) {
-    if (!allTargets.includes(target)) {
-      log.warn(
-        { target, disks: allTargets },
-        `excludeDisks lists disk ${target} for domain ${domainName}, which has no such disk (its disks: ${allTargets.join(', ') || 'none'}); ignoring that entry`,
-      );
-    }
+  for (const target of unknownTargets(info, excludeTargets)) {
+    log.warn(
+      { target, disks: allTargets },
+      `excludeDisks lists disk ${target} for domain ${domainName}, which has no such disk (its disks: ${allTargets.join(', ') || 'none'}); ignoring that entry`,
+    );
   }
 
-  const eligible = backupDisks(info);
+  const { included, excluded } = partitionDisks(info, excludeTargets);
   for (const disk of info.disks) {
-    if (excludeTargets.includes(disk.target) && !eligible.includes(disk)) {
+    // A listed disk that backupDisks leaves out anyway, so it is not among the excluded ones.
+    if (excludeTargets.includes(disk.target) && !excluded.includes(disk)) {
       log.info(
         { target: disk.target, device: disk.device, type: disk.type },
         `excludeDisks lists disk ${disk.target} of domain ${domainName}, which is never backed up: it is removable, read-only, shareable or not a file or block device`,
@@ -44,8 +65,6 @@ export function selectDisks(info: DomainInfo, excludeTargets: readonly string[],
     }
   }
 
-  const excluded = eligible.filter((disk) => excludeTargets.includes(disk.target));
-  const included = eligible.filter((disk) => !excludeTargets.includes(disk.target));
   for (const disk of excluded) {
     log.info({ target: disk.target, sourcePath: disk.sourcePath }, `disk ${disk.target} (${disk.sourcePath ?? 'no source'}) excluded from the backup by excludeDisks`);
   }

@@ -6,6 +6,7 @@
  * another's result is skipped instead, for example the domain checks when
  * libvirt does not respond.
  */
+import { unknownExcludeDomains } from '../backup/disk-selection.js';
 import type { Config } from '../config/load.js';
 import { Domains } from '../libvirt/domains.js';
 import { Virsh } from '../libvirt/virsh.js';
@@ -77,11 +78,9 @@ export async function runDoctor(options: DoctorOptions): Promise<CheckResult[]> 
 
 /** Warns about domain names in excludeDisks that libvirt does not know, since a misspelt name excludes nothing. */
 function checkExcludeDomains(config: Config, defined: string[], uri: string): CheckResult[] {
-  return Object.keys(config.excludeDisks)
-    .filter((name) => !defined.includes(name))
-    .map((name) =>
-      warn('config.excludeDisks', `excludeDisks names domain ${name}, which is not defined at ${uri}, so it excludes nothing`, `check the spelling with: virsh -c ${uri} list --all`),
-    );
+  return unknownExcludeDomains(config.excludeDisks, defined).map((name) =>
+    warn('config.excludeDisks', `excludeDisks names domain ${name}, which is not defined at ${uri}, so it excludes nothing`, `check the spelling with: virsh -c ${uri} list --all`),
+  );
 }
 
 async function listAllDomains(virsh: Virsh, report: (results: CheckResult[]) => void): Promise<string[]> {

@@ -10,7 +10,8 @@ import { userInfo } from 'node:os';
 
 import { CHECKPOINT_PREFIX } from '../backup/checkpoints.js';
 import { findActiveBackupJob } from '../libvirt/backup-job.js';
-import { backupDisks, parseDomainXml, type DiskInfo } from '../libvirt/domain.js';
+import { partitionDisks, unknownTargets } from '../backup/disk-selection.js';
+import { parseDomainXml, type DiskInfo } from '../libvirt/domain.js';
 import { Domains } from '../libvirt/domains.js';
 import { Virsh } from '../libvirt/virsh.js';
 import { fail, ok, runCheck, warn, type CheckResult } from './check.js';
@@ -28,9 +29,7 @@ export async function checkDomain(virsh: Virsh, domain: string, excludeTargets: 
   const state = await domains.state(domain);
   const running = state === 'running' || state === 'paused';
   const info = parseDomainXml(await domains.dumpXml(domain));
-  const eligible = backupDisks(info);
-  const disks = eligible.filter((disk) => !excludeTargets.includes(disk.target));
-  const excluded = eligible.filter((disk) => excludeTargets.includes(disk.target));
+  const { included: disks, excluded } = partitionDisks(info, excludeTargets);
   const results: CheckResult[] = [];
 
   const excludedText = excluded.length === 0 ? '' : `; excludeDisks leaves out ${excluded.map((disk) => disk.target).join(', ')}`;
@@ -41,7 +40,7 @@ export async function checkDomain(virsh: Virsh, domain: string, excludeTargets: 
   }
 
   const targets = info.disks.map((disk) => disk.target);
-  for (const target of excludeTargets.filter((name) => !targets.includes(name))) {
+  for (const target of unknownTargets(info, excludeTargets)) {
     results.push(warn(`${prefix}: excludeDisks`, `excludeDisks lists disk ${target}, which domain ${domain} does not have (its disks: ${targets.join(', ') || 'none'})`, `fix or remove "${target}" under "excludeDisks"."${domain}" in the configuration`));
   }
 

@@ -4,6 +4,7 @@ import PQueue from 'p-queue';
 import { AuditLog } from '../../audit/audit-log.js';
 import { backupDomain, type BackupResult } from '../../backup/backup-domain.js';
 import type { BackupMode } from '../../backup/chain.js';
+import { unknownExcludeDomains } from '../../backup/disk-selection.js';
 import { createBackupContext, type BackupContext } from '../../backup/context.js';
 import type { Config } from '../../config/load.js';
 import { ExitCode, RefusedError, UsageError } from '../../errors.js';
@@ -96,8 +97,7 @@ async function backupAll(context: BackupContext, config: Config, domains: string
  * a misspelt name would silently back up the disks it means to leave out.
  */
 function warnUnknownExcludeDomains(config: Config, defined: string[], logger: Logger): void {
-  for (const name of Object.keys(config.excludeDisks)) {
-    if (defined.includes(name)) continue;
+  for (const name of unknownExcludeDomains(config.excludeDisks, defined)) {
     logger.warn(
       { domain: name },
       `excludeDisks names domain ${name}, which is not defined in ${config.libvirt.uri}, so it excludes nothing; check the spelling with: virsh -c ${config.libvirt.uri} list --all`,
