@@ -8,17 +8,21 @@ import { isProcessRunning } from '../util/process.js';
 const DIRECTORY_PREFIX = 'hvbackup-virsh-';
 const DIRECTORY_NAME = new RegExp(`^${DIRECTORY_PREFIX}(\\d+)-`);
 
+/** The one scan for orphaned directories in this process; later calls wait for it. */
+let orphansRemoved: Promise<void> | undefined;
+
 /**
  * Writes `content` to a new file readable only by this user (0600) in a fresh
  * private directory, runs `use` with its path, and removes both afterwards,
  * also when `use` throws. virsh reads the file itself and sends the content to
  * libvirtd, so QEMU never needs access to it.
  *
- * A process killed meanwhile cannot remove its directory, so each call first
- * removes the directories of owners that no longer run.
+ * A process killed meanwhile cannot remove its directory, so the first call
+ * of each process removes the directories of owners that no longer run.
  */
 export async function withTempFile<T>(fileName: string, content: string, use: (path: string) => Promise<T>): Promise<T> {
-  await removeOrphanedDirectories(tmpdir());
+  orphansRemoved ??= removeOrphanedDirectories(tmpdir());
+  await orphansRemoved;
   const dir = await mkdtemp(join(tmpdir(), `${DIRECTORY_PREFIX}${process.pid}-`));
   try {
     const path = join(dir, fileName);
