@@ -69,6 +69,11 @@ export function createContenders(context) {
   const s3Env = s3Environment(s3);
   const resticEnv = { ...s3Env, RESTIC_PASSWORD: 'hvb-bench-restic-password' };
   const hvbackup = (config, args) => hvbackupCommand(cli, config, args);
+  /** Rejects a gpg -d contender run without the gpg-file output of the same round. */
+  const requireGpgFile = (name) =>
+    stat(gpgFile).catch(() => {
+      throw new Error(`${name} needs the output of gpg-file from the same round; run both (--only gpg-file,${name})`);
+    });
   const state = { localBackupId: undefined, round: 0 };
 
   const exportedRun = (name, group, pipeline, { env = {}, prepare = async () => {}, stored, cleanup = async () => {} }) => ({
@@ -169,9 +174,7 @@ export function createContenders(context) {
       group: 'restore',
       description: 'gpg -d FILE > /dev/null of the gpg-file output (decryption and signature check alone, nothing written)',
       async measure() {
-        await stat(gpgFile).catch(() => {
-          throw new Error('gpg-decrypt-null needs the output of gpg-file from the same round; run both (--only gpg-file,gpg-decrypt-null)');
-        });
+        await requireGpgFile('gpg-decrypt-null');
         const result = await timed(`gpg ${gpg} -d ${quote(gpgFile)} > /dev/null`, { timeFile, logFile });
         return { ...result, storedBytes: null };
       },
@@ -181,9 +184,7 @@ export function createContenders(context) {
       group: 'restore',
       description: 'gpg -d FILE > RAW of the gpg-file output (decrypt, check the signature, write the raw disk to a file)',
       async measure() {
-        await stat(gpgFile).catch(() => {
-          throw new Error('gpg-decrypt needs the output of gpg-file from the same round; run both (--only gpg-file,gpg-decrypt)');
-        });
+        await requireGpgFile('gpg-decrypt');
         const rawFile = join(work, 'decrypted.raw');
         try {
           const result = await timed(`gpg ${gpg} -d ${quote(gpgFile)} > ${quote(rawFile)}`, { timeFile, logFile });
