@@ -80,7 +80,7 @@ export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys, o
   }
 }
 
-/** SEIPD v1: openpgp.js signs and encrypts the session key, seipd-writer.ts does the rest. */
+/** Encrypts as SEIPD v1: openpgp.js signs and encrypts the session key, and seipd-writer.ts does the rest. */
 async function encryptSeipdV1(plaintext: Uint8Array, keys: EncryptKeys, output: Uint8Array): Promise<{ ciphertext: Uint8Array; sha256: string }> {
   const config = encryptionConfig(false);
   const sessionKey = newSessionKey();
@@ -90,7 +90,7 @@ async function encryptSeipdV1(plaintext: Uint8Array, keys: EncryptKeys, output: 
   return writeSeipdV1(pkeskPackets, signed, sessionKey, output);
 }
 
-/** SEIPD v2 (AEAD): openpgp.js does all of it. */
+/** Encrypts as SEIPD v2 (AEAD), all of it in openpgp.js. */
 async function encryptWithOpenpgp(plaintext: Uint8Array, keys: EncryptKeys, output: Uint8Array): Promise<{ ciphertext: Uint8Array; sha256: string }> {
   const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
   const encrypted = await openpgp.encrypt({

@@ -26,7 +26,7 @@ const HEADER = [0xc0 | 18, 0xff] as const;
 const HEADER_BYTES = 6;
 const SEIPD_VERSION = 1;
 
-/** The MDC packet's header: tag 19 (0xD3) and length 20; the SHA-1 follows. */
+/** The MDC packet's header, tag 19 (0xD3) and length 20, which the SHA-1 follows. */
 const MDC_HEADER = Uint8Array.from([0xd3, 0x14]);
 
 /** Returns a new AES-256 session key from the system's random source. */

@@ -1,7 +1,7 @@
 /**
  * Streams of slices between whole segment buffers and openpgp.js. Given a
  * whole 16 MiB array at once, openpgp.js keeps about seven copies of it while
- * it works; given 1 MiB slices, it keeps only a few slices (bench/notes.md has
+ * it works. Given 1 MiB slices, it keeps only a few slices (bench/notes.md has
  * the measurements).
  */
 import type { Hash } from 'node:crypto';
@@ -50,7 +50,7 @@ export async function collectStream(stream: ReadableStream<Uint8Array>, buffer: 
   return collected.bytes();
 }
 
-/** A byte buffer that bytes are appended to; it moves to one twice as large when they do not fit. */
+/** A byte buffer for appending, which moves to one twice as large when new bytes do not fit. */
 export class GrowingBuffer {
   length = 0;
 

@@ -147,7 +147,7 @@ export class Virsh {
 
         const delayMs = Math.min(RETRY_FIRST_DELAY_MS * 2 ** (attempt - 1), RETRY_MAX_DELAY_MS, remainingMs);
         this.logger?.warn(
-          // The message carries virsh's last line; the whole error would repeat it in every line.
+          // The message carries virsh's last line, and the whole error would repeat it in every line.
           { command: args[0], domain: options.domain, attempt, delayMs },
           `libvirtd is unreachable (${(error as VirshCommandError).stderr.trim().split('\n').at(-1)}); retrying virsh ${args[0]} in ${delayMs} ms`,
         );

@@ -101,9 +101,9 @@ export class S3Store implements ObjectStore {
 
     // NOTE: the SDK warns on Node.js 20 that its releases after January 2027
     // need Node.js 22. The warning is several lines of plain text in the JSON
-    // log on stderr, and an operator cannot act on it: package-lock.json pins
-    // a release that supports Node.js 20. The move to Node.js 22 is the
-    // project's to make, together with raising "engines" in package.json.
+    // log on stderr, and an operator cannot act on it, because package-lock.json
+    // pins a release that supports Node.js 20. Moving to Node.js 22, and
+    // raising "engines" in package.json with it, is the project's step.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client({
       endpoint: options.endpoint,

@@ -24,7 +24,7 @@ export interface BackupSummary extends BackupRef {
   /** True when the chain reaches a full backup. */
   chainComplete: boolean;
   disks: { target: string; format: string; virtualSize: number; storedBytes: number }[];
-  /** Disks the configuration left out of this backup; empty when none was. */
+  /** Disks the configuration left out of this backup, empty when none was. */
   excludedDisks: { target: string; format: string; sourcePath: string }[];
   archiveBytes: number;
   /** Ciphertext bytes of the segments. */

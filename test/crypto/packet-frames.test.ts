@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { PacketFramingError, readPacketFrames } from '../../src/crypto/packet-frames.js';
 import { patternBytes } from './fixtures.js';
 
-/** A new-format header with an ordinary length: one, two or five length bytes as RFC 9580 section 4.2.1 chooses. */
+/** Returns a new-format header with an ordinary length of one, two or five bytes, as RFC 9580 section 4.2.1 chooses them. */
 function newFormatHeader(tag: number, length: number): number[] {
   const first = 0xc0 | tag;
   if (length < 192) return [first, length];

@@ -5,7 +5,7 @@ import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { SegmentEncryptor } from '../../src/crypto/index.js';
-import { readPacketFrames } from '../../src/crypto/packet-frames.js';
+import { PacketTag, readPacketFrames } from '../../src/crypto/packet-frames.js';
 import { openSeipdSegmentInPlace, planInPlaceDecryption } from '../../src/crypto/seipd-segment.js';
 import { decryptSegment, type DecryptKeys } from '../../src/crypto/segment-operations.js';
 import { openSeipdV1InPlace } from '../../src/crypto/seipd-v1.js';
@@ -81,8 +81,8 @@ describe('in-place decryption of hvbackup segments', () => {
     const bounds = openSeipdV1InPlace(ciphertext, plan!.encryptedData.body, plan!.cipher, plan!.sessionKey);
     const inner = ciphertext.slice(bounds.start, bounds.end);
 
-    // Change one content byte near the middle of the literal packet; the one-pass and signature packets stay the host's.
-    const literal = readPacketFrames(inner).find((frame) => frame.tag === 11)!;
+    // Change one content byte near the middle of the literal packet. The one-pass and signature packets stay the host's.
+    const literal = readPacketFrames(inner).find((frame) => frame.tag === PacketTag.literalData)!;
     inner[literal.body[0].offset + 5000] ^= 0x01;
     const forged = await sealedForAlice(inner);
 
@@ -119,8 +119,8 @@ describe.skipIf(!available('gpg', 'sqop'))('in-place decryption of messages made
 
   it('reads gpg output (compressed)', async () => {
     const input = gnupg.writeFile('plain.bin', plaintext);
-    const made = gnupg.gpg(['--trust-model', 'always', '--local-user', host.armored.fingerprint, '--recipient', alice.armored.fingerprint, '--output', `${input}.gpg`, '--encrypt', '--sign', input]);
-    expect(made.status, made.stderr).toBe(0);
+    const encryption = gnupg.gpg(['--trust-model', 'always', '--local-user', host.armored.fingerprint, '--recipient', alice.armored.fingerprint, '--output', `${input}.gpg`, '--encrypt', '--sign', input]);
+    expect(encryption.status, encryption.stderr).toBe(0);
     const ciphertext = Uint8Array.from(readFileSync(`${input}.gpg`));
 
     expect(await planInPlaceDecryption(ciphertext, 'segment-gpg', keys, undefined)).toBeDefined();
@@ -132,9 +132,9 @@ describe.skipIf(!available('gpg', 'sqop'))('in-place decryption of messages made
   it('reads sqop output', async () => {
     const hostKey = gnupg.writeFile('host.key', host.armored.privateKey);
     const aliceCert = gnupg.writeFile('alice.cert', alice.armored.publicKey);
-    const made = runCommand('sqop', ['encrypt', '--as=binary', '--no-armor', `--sign-with=${hostKey}`, aliceCert], plaintext);
-    expect(made.status, made.stderr).toBe(0);
-    const ciphertext = Uint8Array.from(made.stdout);
+    const encryption = runCommand('sqop', ['encrypt', '--as=binary', '--no-armor', `--sign-with=${hostKey}`, aliceCert], plaintext);
+    expect(encryption.status, encryption.stderr).toBe(0);
+    const ciphertext = Uint8Array.from(encryption.stdout);
 
     const result = await decryptSegment(ciphertext, 'segment-sqop', keys);
     expect(sameBytes(result.plaintext, plaintext)).toBe(true);
