@@ -31,6 +31,16 @@ export interface PacketFrame {
   bodyLength: number;
 }
 
+/** Returns the packets of `bytes` as readPacketFrames does, or undefined when their framing is broken. */
+export function tryReadPacketFrames(bytes: Uint8Array): PacketFrame[] | undefined {
+  try {
+    return readPacketFrames(bytes);
+  } catch (error) {
+    if (error instanceof PacketFramingError) return undefined;
+    throw error;
+  }
+}
+
 /**
  * Moves the body pieces of a packet together, in order, starting at
  * `destination`, and returns the body's length. `destination` must not lie

@@ -10,7 +10,7 @@ import * as openpgp from 'openpgp';
 
 import { CryptoError } from '../errors.js';
 import type { SessionKey } from './gpg-session-key.js';
-import { PacketFramingError, PacketTag, readPacketFrames, type PacketFrame } from './packet-frames.js';
+import { PacketTag, tryReadPacketFrames, type PacketFrame } from './packet-frames.js';
 import { readBinaryMessage, requireMatchingDecryptionKey } from './recipients.js';
 import type { DecryptKeys } from './segment-operations.js';
 import { isSeipdCipher, openSeipdV1InPlace, type SeipdCipher } from './seipd-v1.js';
@@ -72,13 +72,8 @@ export async function openSeipdSegmentInPlace(
 
 /** Returns the SEIPD v1 packet when the message is PKESK packets followed by that packet alone. */
 function findSeipdV1Packet(ciphertext: Uint8Array): PacketFrame | undefined {
-  let frames: PacketFrame[];
-  try {
-    frames = readPacketFrames(ciphertext);
-  } catch (error) {
-    if (error instanceof PacketFramingError) return undefined;
-    throw error;
-  }
+  const frames = tryReadPacketFrames(ciphertext);
+  if (frames === undefined) return undefined;
 
   const last = frames.at(-1);
   if (last === undefined || last.tag !== PacketTag.symEncryptedIntegrityProtectedData) return undefined;

@@ -12,7 +12,7 @@
  */
 import * as openpgp from 'openpgp';
 
-import { gatherBody, PacketFramingError, PacketTag, readPacketFrames, type PacketFrame } from './packet-frames.js';
+import { gatherBody, PacketTag, tryReadPacketFrames, type PacketFrame } from './packet-frames.js';
 import type { SignatureResult } from './signers.js';
 import { forEachChunk, sliced } from './slices.js';
 
@@ -52,13 +52,8 @@ export async function verifySignedLiteral(
 
 /** Returns the literal packet and the span of the signature packets when the message is k one-pass signatures, one literal, k signatures. */
 function oneSignedLiteralFrames(packets: Uint8Array): { literal: PacketFrame; signatures: { start: number; end: number } } | undefined {
-  let frames: PacketFrame[];
-  try {
-    frames = readPacketFrames(packets);
-  } catch (error) {
-    if (error instanceof PacketFramingError) return undefined;
-    throw error;
-  }
+  const frames = tryReadPacketFrames(packets);
+  if (frames === undefined) return undefined;
 
   const count = (frames.length - 1) / 2;
   if (!Number.isInteger(count) || count < 1) return undefined;
