@@ -64,10 +64,14 @@ describe.skipIf(!enabled)('incremental chains', () => {
     return { dir, config, domain };
   }
 
-  async function backup(config: string, domain: string, mode = 'auto'): Promise<BackupSummary> {
+  async function backupWithLog(config: string, domain: string, mode = 'auto'): Promise<{ summary: BackupSummary; log: string }> {
     const result = await runCli(['--config', config, 'backup', '--json', '--mode', mode, domain]);
     expect(result.code, result.stderr).toBe(0);
-    return (JSON.parse(result.stdout) as BackupSummary[])[0];
+    return { summary: (JSON.parse(result.stdout) as BackupSummary[])[0], log: result.stderr };
+  }
+
+  async function backup(config: string, domain: string, mode = 'auto'): Promise<BackupSummary> {
+    return (await backupWithLog(config, domain, mode)).summary;
   }
 
   /** Copies every disk (domain shut off) so the state can be compared after restore. */
@@ -124,9 +128,10 @@ describe.skipIf(!enabled)('incremental chains', () => {
       references = await snapshot(domain, `p${step}`);
       await virsh('start', domain.name);
 
-      const incremental = await backup(config, domain.name);
+      const { summary: incremental, log } = await backupWithLog(config, domain.name);
       expect(incremental.type).toBe('incremental');
       expect(incremental.parent).toBe(points[points.length - 1].backupId);
+      expect(log).toContain('raw disks have no dirty bitmaps and are copied in full in every incremental backup');
       // The qcow2 disk contributes only its dirty extents (64 KiB bitmap granularity); the raw disk is copied whole.
       const stored = await storedBytesPerDisk(join(dir, 'repo'), domain.name, incremental.backupId);
       expect(stored.vda).toBe(MIB + 64 * 1024);
