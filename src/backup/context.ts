@@ -104,9 +104,9 @@ export async function createBackupContext(
 
 /**
  * Returns how many segments a backup works on at once: one per worker
- * thread and one per upload. Each costs two segment buffers (plaintext and
- * ciphertext), so with 16 MiB segments, two workers and one upload the
- * buffer pools take 112 MiB.
+ * thread and one per upload. The segment pool holds one buffer more, for the
+ * segment being filled, so with 16 MiB segments, two workers and one upload
+ * it takes 64 MiB.
  */
 function segmentsInFlight(workers: number, uploads: number): number {
   return Math.max(2, workers + uploads);

@@ -3,14 +3,15 @@
  * hash each in a worker thread, and upload it. Segments are processed out of
  * order but recorded in order.
  *
- * Memory is bounded by two buffer pools that go round. There are inFlight + 1
- * plaintext buffers, because one is filled while the others are encrypted,
- * and inFlight ciphertext buffers, encrypted or uploading. That makes about
- * (2 × inFlight + 1) × segmentSize in all, whatever the disk size.
+ * Memory is bounded by one pool of segment buffers that go round: one is
+ * filled while the others are encrypted or uploading, inFlight + 1 in all,
+ * whatever the disk size. Each buffer keeps room before and after the
+ * plaintext, so that a SEIPD v1 segment is encrypted where it lies and the
+ * same buffer is uploaded (seipd-writer.ts).
  */
 import PQueue from 'p-queue';
 
-import { CIPHERTEXT_SLACK_BYTES, type SegmentEncryptor } from '../crypto/index.js';
+import { SEGMENT_HEADROOM_BYTES, SEGMENT_TAILROOM_BYTES, type SegmentEncryptor } from '../crypto/index.js';
 import { segmentKey, segmentName, type BackupRef } from '../manifest/layout.js';
 import type { ManifestSegment } from '../manifest/schema.js';
 import type { ObjectStore, PutOptions } from '../repository/store.js';
@@ -42,8 +43,7 @@ export async function uploadSegments(
   options: SegmentPipelineOptions,
 ): Promise<SegmentPipelineResult> {
   const queue = new PQueue({ concurrency: options.inFlight });
-  const plaintextPool = new BufferPool(options.segmentSize, options.inFlight + 1);
-  const ciphertextPool = new BufferPool(options.segmentSize + CIPHERTEXT_SLACK_BYTES, options.inFlight);
+  const pool = new BufferPool(SEGMENT_HEADROOM_BYTES + options.segmentSize + SEGMENT_TAILROOM_BYTES, options.inFlight + 1);
   const segments: ManifestSegment[] = [];
   let archiveBytes = 0;
   let storedBytes = 0;
@@ -52,14 +52,14 @@ export async function uploadSegments(
   // forever: the first failure also aborts every wait on the pools.
   const failed = new AbortController();
   const poolSignal = AbortSignal.any([options.signal, failed.signal]);
+  const takeSegmentBuffer = async () => (await pool.take(poolSignal)).subarray(SEGMENT_HEADROOM_BYTES, SEGMENT_HEADROOM_BYTES + options.segmentSize);
 
   const processSegment = async (index: number, plaintext: Buffer) => {
     const name = segmentName(index);
     const plainSize = plaintext.length;
-    // Transfer moves the buffer to the worker instead of copying it; plaintext is unusable afterwards.
-    const output = await ciphertextPool.take(poolSignal);
-    const encrypted = await options.encryptor.encrypt(plaintext, { transfer: true, output });
-    plaintextPool.give(encrypted.plaintext);
+    // Transfer moves the whole pool buffer to the worker instead of copying
+    // it; the segment is encrypted in it, and `plaintext` is unusable afterwards.
+    const encrypted = await options.encryptor.encrypt(plaintext, { transfer: true });
     options.signal.throwIfAborted();
     const { ciphertext, sha256 } = encrypted;
 
@@ -71,7 +71,7 @@ export async function uploadSegments(
       signal: options.signal,
       retention: options.retention,
     });
-    ciphertextPool.give(ciphertext);
+    pool.give(encrypted.plaintext);
     segments[index] = record;
     storedBytes += record.size;
     options.onSegment?.(record);
@@ -79,7 +79,7 @@ export async function uploadSegments(
 
   let index = 0;
   try {
-    for await (const plaintext of splitIntoSegments(tar, options.segmentSize, () => plaintextPool.take(poolSignal))) {
+    for await (const plaintext of splitIntoSegments(tar, options.segmentSize, takeSegmentBuffer)) {
       if (failure !== undefined) break;
       options.signal.throwIfAborted();
       archiveBytes += plaintext.length;

@@ -75,7 +75,7 @@ const concurrency = z
   .object({
     /** Worker threads that encrypt or decrypt segments. */
     workers: z.number().int().min(0).max(64).optional(),
-    /** Segment uploads in flight, beyond the segments the workers encrypt; each costs two segment buffers. */
+    /** Segment uploads in flight, beyond the segments the workers encrypt; each costs one segment buffer. */
     uploads: z.number().int().min(1).max(64).default(1),
     /** Segment downloads in flight during restore (read-ahead). */
     downloads: z.number().int().min(1).max(64).default(3),

@@ -14,5 +14,6 @@ export {
 export { encryptionRecipients } from './recipients.js';
 export { SegmentDecryptor, type DecryptOptions, type SegmentDecryptorOptions } from './segment-decryptor.js';
 export { SegmentEncryptor, type EncryptOptions, type SegmentEncryptorOptions } from './segment-encryptor.js';
-export { CIPHERTEXT_SLACK_BYTES, type DecryptedSegment, type EncryptedSegment } from './segment-operations.js';
+export { type DecryptedSegment, type EncryptedSegment } from './segment-operations.js';
+export { SEGMENT_HEADROOM_BYTES, SEGMENT_TAILROOM_BYTES } from './seipd-writer.js';
 export { signDetached, verifyDetached } from './signature.js';

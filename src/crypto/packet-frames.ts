@@ -14,6 +14,24 @@ export const PacketTag = {
   symEncryptedIntegrityProtectedData: 18,
 } as const;
 
+/** Bytes of a new-format header with a five-byte length: tag byte, 0xFF, four length bytes. */
+export const LONG_HEADER_BYTES = 6;
+
+/**
+ * Returns a new-format packet header with a five-byte length, which RFC 9580
+ * section 4.2.1 allows for any body length below 2^32.
+ */
+export function longPacketHeader(tag: number, bodyLength: number): Uint8Array {
+  if (!Number.isInteger(bodyLength) || bodyLength < 0 || bodyLength > 0xffff_ffff) {
+    throw new RangeError(`a packet body of ${bodyLength} bytes does not fit a five-byte length`);
+  }
+  const header = new Uint8Array(LONG_HEADER_BYTES);
+  header[0] = 0xc0 | tag;
+  header[1] = 0xff;
+  new DataView(header.buffer).setUint32(2, bodyLength);
+  return header;
+}
+
 /** One run of body bytes; a body with partial lengths has several. */
 export interface BodyPiece {
   offset: number;

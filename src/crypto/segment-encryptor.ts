@@ -25,17 +25,14 @@ export interface SegmentEncryptorOptions {
 
 export interface EncryptOptions {
   /**
-   * Moves the plaintext's ArrayBuffer to the worker instead of copying it,
-   * which leaves the caller's view detached (length 0). Applies only with
-   * workers and when the view spans its whole ArrayBuffer. Default: false.
+   * Gives up the whole ArrayBuffer behind the plaintext, for example a pool
+   * buffer that keeps SEGMENT_HEADROOM_BYTES before and
+   * SEGMENT_TAILROOM_BYTES after the plaintext. The segment is then
+   * encrypted in that buffer (moved to a worker and back, with workers), and
+   * the caller's view is unusable afterwards. Default: false, the plaintext
+   * is copied and stays as it was.
    */
   transfer?: boolean;
-  /**
-   * A buffer to write the ciphertext into, at least the plaintext's size plus
-   * 64 KiB for packet overhead, so that no segment-sized buffer is made per
-   * call. With workers it is moved and comes back as `ciphertext`.
-   */
-  output?: Uint8Array;
 }
 
 export class SegmentEncryptor {
@@ -65,7 +62,7 @@ export class SegmentEncryptor {
       },
       runInProcess: async (task) => {
         if (task.kind !== 'encrypt') throw new Error(`encryptor received a ${task.kind} task`);
-        return encryptSegment(task.plaintext, keys, task.output);
+        return encryptSegment(task.plaintext, keys);
       },
       timeoutMs: options.timeoutMs,
     });
@@ -74,13 +71,15 @@ export class SegmentEncryptor {
 
   /** Signs and encrypts one segment and returns the binary OpenPGP message with its SHA-256. */
   async encrypt(plaintext: Uint8Array, options: EncryptOptions = {}): Promise<EncryptedSegment> {
+    const transfer = options.transfer ?? false;
     const payload = {
       bytes: plaintext,
-      transfer: options.transfer ?? false,
-      output: options.output,
+      transfer,
+      wholeBuffer: transfer,
+      overwritesInput: true,
       description: `encrypting a ${plaintext.byteLength}-byte segment`,
     };
-    return (await this.runner.run(payload, (bytes, output) => ({ kind: 'encrypt', plaintext: bytes, output }))) as EncryptedSegment;
+    return (await this.runner.run(payload, (bytes) => ({ kind: 'encrypt', plaintext: bytes }))) as EncryptedSegment;
   }
 
   /** Waits for segments in progress, then stops the workers. */

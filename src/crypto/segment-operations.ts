@@ -17,9 +17,10 @@ import * as openpgp from 'openpgp';
 import { CryptoError } from '../errors.js';
 import { encryptionConfig } from './algorithms.js';
 import type { SessionKey } from './gpg-session-key.js';
+import { longPacketHeader, PacketTag } from './packet-frames.js';
 import { readBinaryMessage, requireMatchingDecryptionKey } from './recipients.js';
 import { openSeipdSegmentInPlace, planInPlaceDecryption } from './seipd-segment.js';
-import { newSessionKey, writeSeipdV1 } from './seipd-writer.js';
+import { copyWithRoom, hasRoomToSeal, newSessionKey, sealSeipdV1InPlace } from './seipd-writer.js';
 import { requireTrustedSignatures, type SignatureResult } from './signers.js';
 import { collectStream, sliced } from './slices.js';
 
@@ -50,29 +51,43 @@ export const SEGMENT_SIGNATURE_CHECK = 'segment-signature';
 export interface EncryptedSegment {
   ciphertext: Uint8Array;
   sha256: string;
-  /** The plaintext buffer, handed back for reuse; after a move to a worker and back it is a new view of the same memory. */
+  /**
+   * The plaintext's buffer, handed back for reuse. After SEIPD v1 encryption
+   * in place it contains the ciphertext; after a move to a worker and back it is
+   * a new view of the same memory.
+   */
   plaintext: Uint8Array;
 }
 
-/** Room for packet headers, signatures and PKESK packets beyond the plaintext; more is grown on demand. */
-export const CIPHERTEXT_SLACK_BYTES = 64 * 1024;
+/** Room for packet headers, signatures and PKESK packets beyond the plaintext, for SEIPD v2 output. */
+const AEAD_SLACK_BYTES = 64 * 1024;
 
 /** The hint of every error about a segment that does not decrypt. */
 const DAMAGED_SEGMENT_HINT = 'the object is damaged or was modified; compare its SHA-256 with the manifest and restore from another copy';
+
+/** The part of OnePassSignaturePacket that openpgp.js's type declarations leave out. */
+interface OnePassSignatureFactory {
+  fromSignaturePacket(signature: openpgp.SignaturePacket, isLast: boolean): { write(): Uint8Array };
+}
 
 /**
  * Signs (one-pass signature inside) and encrypts one segment into a binary
  * OpenPGP message that "gpg -d" reads, and hashes the result. Recipients
  * must have passed checkRecipients with the same `aead` value, so a SEIPD
- * v1 message uses AES-256. The ciphertext is written into `output` when it
- * is large enough, else into a new buffer. Streaming is safe here: only
- * decryption must never release bytes early.
+ * v1 message uses AES-256.
+ *
+ * SEIPD v1 is written in place when the plaintext's ArrayBuffer has room
+ * around it (SEGMENT_HEADROOM_BYTES before, SEGMENT_TAILROOM_BYTES after),
+ * so the caller must own that whole buffer and give it up. Without room the
+ * plaintext is first copied into a buffer with room.
  */
-export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys, output?: Uint8Array): Promise<EncryptedSegment> {
-  const buffer = output ?? new Uint8Array(plaintext.byteLength + CIPHERTEXT_SLACK_BYTES);
+export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys): Promise<EncryptedSegment> {
   try {
-    const { ciphertext, sha256 } = keys.aead ? await encryptWithOpenpgp(plaintext, keys, buffer) : await encryptSeipdV1(plaintext, keys, buffer);
-    return { ciphertext, sha256, plaintext };
+    if (keys.aead) {
+      const { ciphertext, sha256 } = await encryptWithOpenpgp(plaintext, keys);
+      return { ciphertext, sha256, plaintext };
+    }
+    return await encryptSeipdV1(plaintext, keys);
   } catch (error) {
     throw new CryptoError(`encrypting a segment of ${plaintext.byteLength} bytes failed: ${(error as Error).message}`, {
       cause: error,
@@ -80,18 +95,43 @@ export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys, o
   }
 }
 
-/** Encrypts as SEIPD v1: openpgp.js signs and encrypts the session key, and seipd-writer.ts does the rest. */
-async function encryptSeipdV1(plaintext: Uint8Array, keys: EncryptKeys, output: Uint8Array): Promise<{ ciphertext: Uint8Array; sha256: string }> {
+/** Encrypts as SEIPD v1: openpgp.js signs and encrypts the session key, and seipd-writer.ts lays out and encrypts the message. */
+async function encryptSeipdV1(plaintext: Uint8Array, keys: EncryptKeys): Promise<EncryptedSegment> {
   const config = encryptionConfig(false);
   const sessionKey = newSessionKey();
   const pkeskPackets = await openpgp.encryptSessionKey({ data: sessionKey, algorithm: 'aes256', encryptionKeys: keys.recipients, format: 'binary', config });
+
+  // A binary signature covers the content alone, not the literal packet's
+  // name or date, so a detached signature is the one the message carries.
   const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
-  const signed = await openpgp.sign({ message, signingKeys: keys.signingKey, format: 'binary', config });
-  return writeSeipdV1(pkeskPackets, signed, sessionKey, output);
+  const detached = await openpgp.sign({ message, signingKeys: keys.signingKey, detached: true, format: 'binary', config });
+  const signatures = await collectStream(detached, new Uint8Array(1024));
+  const parsed = await openpgp.readSignature({ binarySignature: signatures });
+  const onePassSignatures = onePassSignaturesFor(parsed.packets as unknown as openpgp.SignaturePacket[]);
+
+  const parts = { pkeskPackets, onePassSignatures, signatures, sessionKey, date: Math.floor(Date.now() / 1000) };
+  const room = hasRoomToSeal(plaintext, parts) ? plaintext : copyWithRoom(plaintext);
+  const { ciphertext, sha256 } = sealSeipdV1InPlace(room, parts);
+  return { ciphertext, sha256, plaintext: room };
 }
 
-/** Encrypts as SEIPD v2 (AEAD), all of it in openpgp.js. */
-async function encryptWithOpenpgp(plaintext: Uint8Array, keys: EncryptKeys, output: Uint8Array): Promise<{ ciphertext: Uint8Array; sha256: string }> {
+/**
+ * Returns the one-pass signature packets, headers included, for signature
+ * packets in message order: the first signature's one-pass packet comes
+ * last and is the one marked as last.
+ */
+function onePassSignaturesFor(signatures: openpgp.SignaturePacket[]): Uint8Array {
+  const factory = openpgp.OnePassSignaturePacket as unknown as OnePassSignatureFactory;
+  const packets = signatures.map((signature, index) => withLongHeader(PacketTag.onePassSignature, factory.fromSignaturePacket(signature, index === 0).write())).reverse();
+  return Buffer.concat(packets);
+}
+
+function withLongHeader(tag: number, body: Uint8Array): Uint8Array {
+  return Buffer.concat([longPacketHeader(tag, body.byteLength), body]);
+}
+
+/** Encrypts as SEIPD v2 (AEAD), all of it in openpgp.js, into a new buffer. */
+async function encryptWithOpenpgp(plaintext: Uint8Array, keys: EncryptKeys): Promise<{ ciphertext: Uint8Array; sha256: string }> {
   const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
   const encrypted = await openpgp.encrypt({
     message,
@@ -101,7 +141,7 @@ async function encryptWithOpenpgp(plaintext: Uint8Array, keys: EncryptKeys, outp
     config: encryptionConfig(true),
   });
   const hash = createHash('sha256');
-  const ciphertext = await collectStream(encrypted, output, hash);
+  const ciphertext = await collectStream(encrypted, new Uint8Array(plaintext.byteLength + AEAD_SLACK_BYTES), hash);
   return { ciphertext, sha256: hash.digest('hex') };
 }
 

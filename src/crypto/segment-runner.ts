@@ -22,10 +22,15 @@ export interface RunnerOptions {
 export interface TaskPayload {
   bytes: Uint8Array;
   transfer: boolean;
-  /** Whether the task overwrites its input bytes, as decryption in place does. */
+  /**
+   * Whether the caller owns the whole ArrayBuffer behind `bytes` and gives
+   * it up too, so that a view of part of it moves as well. Without it only
+   * a view that fills its ArrayBuffer moves: a smaller one may share memory
+   * with other buffers, such as Node's pool of small Buffers.
+   */
+  wholeBuffer?: boolean;
+  /** Whether the task overwrites its input bytes, as encryption and decryption in place do. */
   overwritesInput?: boolean;
-  /** A buffer for the result, always moved to a worker; dropped when it does not own its whole ArrayBuffer. */
-  output?: Uint8Array;
   /** Words for errors, for example "encrypting a 16777216-byte segment". */
   description: string;
 }
@@ -49,25 +54,23 @@ export class SegmentRunner {
   }
 
   /**
-   * Runs `makeTask(bytes, output)`. For a worker, the bytes are moved when the
-   * caller allows it and they fill their whole ArrayBuffer, and copied once
-   * otherwise. On the calling thread, a task that overwrites its input gets
-   * a copy unless the caller gave the bytes up.
+   * Runs `makeTask(bytes)`. For a worker, the bytes are moved when the
+   * caller gives them up and owns what moves (see `wholeBuffer`), and copied
+   * once otherwise. On the calling thread, a task that overwrites its input
+   * gets a copy unless the caller gave the bytes up.
    */
-  async run(payload: TaskPayload, makeTask: (bytes: Uint8Array, output?: Uint8Array) => SegmentTask): Promise<SegmentResult> {
+  async run(payload: TaskPayload, makeTask: (bytes: Uint8Array) => SegmentTask): Promise<SegmentResult> {
     const timeoutMs = this.options.timeoutMs ?? watchdogTimeoutMs(payload.bytes.byteLength);
 
     try {
       if (!this.pool) {
         const bytes = payload.overwritesInput === true && !payload.transfer ? payload.bytes.slice() : payload.bytes;
-        return await withWatchdog(this.options.runInProcess(makeTask(bytes, payload.output)), timeoutMs);
+        return await withWatchdog(this.options.runInProcess(makeTask(bytes)), timeoutMs);
       }
 
-      const bytes = payload.transfer && ownsWholeBuffer(payload.bytes) ? payload.bytes : payload.bytes.slice();
-      const output = payload.output !== undefined && ownsWholeBuffer(payload.output) ? payload.output : undefined;
-      const transfer = [bytes.buffer as ArrayBuffer];
-      if (output !== undefined) transfer.push(output.buffer as ArrayBuffer);
-      return await this.pool.run(makeTask(bytes, output), { transfer, timeoutMs });
+      const movable = payload.transfer && (payload.wholeBuffer === true ? payload.bytes.buffer instanceof ArrayBuffer : ownsWholeBuffer(payload.bytes));
+      const bytes = movable ? payload.bytes : payload.bytes.slice();
+      return await this.pool.run(makeTask(bytes), { transfer: [bytes.buffer as ArrayBuffer], timeoutMs });
     } catch (error) {
       if (error instanceof TaskTimeoutError) {
         throw new CryptoError(`${payload.description} timed out after ${Math.round(timeoutMs / 1000)} s and was aborted`, {

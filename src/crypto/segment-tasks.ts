@@ -17,7 +17,7 @@ export type SegmentWorkerData =
   | { role: 'decrypt'; decryptionKeys: Uint8Array[]; verificationKeys: Uint8Array[] };
 
 export type SegmentTask =
-  | { kind: 'encrypt'; plaintext: Uint8Array; output?: Uint8Array }
+  | { kind: 'encrypt'; plaintext: Uint8Array }
   | { kind: 'decrypt'; ciphertext: Uint8Array; objectName: string; sessionKey?: SessionKey };
 
 export type SegmentResult = EncryptedSegment | DecryptedSegment;

@@ -20,9 +20,11 @@ async function runTask(task: SegmentTask): Promise<{ result: SegmentResult; tran
 
   if (task.kind === 'encrypt') {
     if (data.role !== 'encrypt') throw new Error('this worker was started for decryption, not encryption');
-    // Both buffers came here by transfer or were made here, so both move back without a copy.
-    const encrypted = await encryptSegment(task.plaintext, keys as EncryptKeys, task.output);
-    return { result: encrypted, transfer: [encrypted.ciphertext.buffer as ArrayBuffer, encrypted.plaintext.buffer as ArrayBuffer] };
+    // The buffers came here by transfer or were made here, so they move back
+    // without a copy. In place, ciphertext and plaintext share one buffer.
+    const encrypted = await encryptSegment(task.plaintext, keys as EncryptKeys);
+    const buffers = new Set([encrypted.ciphertext.buffer as ArrayBuffer, encrypted.plaintext.buffer as ArrayBuffer]);
+    return { result: encrypted, transfer: [...buffers] };
   }
 
   if (data.role !== 'decrypt') throw new Error('this worker was started for encryption, not decryption');

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { SegmentDecryptor, SegmentEncryptor, encryptionRecipients } from '../../src/crypto/index.js';
+import { SEGMENT_HEADROOM_BYTES, SEGMENT_TAILROOM_BYTES, SegmentDecryptor, SegmentEncryptor, encryptionRecipients } from '../../src/crypto/index.js';
 import { CryptoError } from '../../src/errors.js';
 import { available } from '../support/components.js';
 import { GnupgHome, makeAdminKey, makeHostKey, patternBytes, runCommand, sameBytes, type TestKey } from './fixtures.js';
@@ -65,39 +65,72 @@ describe.each([0, 2])('SegmentEncryptor with %i workers', (workers) => {
   });
 });
 
-describe('SegmentEncryptor output buffer', () => {
+describe('SegmentEncryptor in place', () => {
   async function decrypted(ciphertext: Uint8Array): Promise<Uint8Array> {
     const decryptor = await SegmentDecryptor.create({ decryptionKeys: [alice.privateKey], verificationKeys: [host.publicKey], workers: 0 });
-    const result = await decryptor.decrypt(ciphertext, 'segment-output');
+    const result = await decryptor.decrypt(ciphertext.slice(), 'segment-in-place');
     await decryptor.close();
     return result.plaintext;
   }
 
-  it('writes ciphertext into given output', async () => {
+  /** Returns a plaintext of `length` bytes in a buffer with the room a segment pool gives it. */
+  function withRoom(length: number, seed: number): { buffer: Uint8Array; plaintext: Uint8Array } {
+    const buffer = new Uint8Array(SEGMENT_HEADROOM_BYTES + length + SEGMENT_TAILROOM_BYTES);
+    const plaintext = buffer.subarray(SEGMENT_HEADROOM_BYTES, SEGMENT_HEADROOM_BYTES + length);
+    plaintext.set(patternBytes(length, seed));
+    return { buffer, plaintext };
+  }
+
+  it('writes the message into the given buffer on the calling thread', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
-    const plaintext = patternBytes(200_000, 9);
-    const output = new Uint8Array(300_000);
-    const encrypted = await encryptor.encrypt(plaintext, { output });
+    const { buffer, plaintext } = withRoom(200_000, 9);
+    const expected = plaintext.slice();
+    const encrypted = await encryptor.encrypt(plaintext, { transfer: true });
     await encryptor.close();
 
-    expect(encrypted.ciphertext.buffer).toBe(output.buffer);
-    expect(encrypted.plaintext).toBe(plaintext);
+    expect(encrypted.ciphertext.buffer).toBe(buffer.buffer);
+    expect(encrypted.ciphertext.byteOffset).toBeLessThan(SEGMENT_HEADROOM_BYTES);
+    expect(encrypted.ciphertext.byteOffset + encrypted.ciphertext.byteLength).toBeGreaterThan(SEGMENT_HEADROOM_BYTES + 200_000);
+    expect(encrypted.plaintext.buffer).toBe(buffer.buffer);
     expect(encrypted.sha256).toBe(createHash('sha256').update(encrypted.ciphertext).digest('hex'));
+    expect(sameBytes(await decrypted(encrypted.ciphertext), expected)).toBe(true);
+  });
+
+  it('moves the whole buffer to a worker and back', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1 });
+    const length = 2 * 1024 * 1024 + 3;
+    const { buffer, plaintext } = withRoom(length, 10);
+    const expected = plaintext.slice();
+    const encrypted = await encryptor.encrypt(plaintext, { transfer: true });
+    await encryptor.close();
+
+    expect(buffer.byteLength).toBe(0);
+    expect(encrypted.ciphertext.buffer).toBe(encrypted.plaintext.buffer);
+    expect(encrypted.ciphertext.buffer.byteLength).toBe(SEGMENT_HEADROOM_BYTES + length + SEGMENT_TAILROOM_BYTES);
+    expect(encrypted.sha256).toBe(createHash('sha256').update(encrypted.ciphertext).digest('hex'));
+    expect(sameBytes(await decrypted(encrypted.ciphertext), expected)).toBe(true);
+  });
+
+  it.each([0, 1])('keeps plaintext without transfer, %i workers', async (workers) => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers });
+    const { buffer, plaintext } = withRoom(100_000, 11);
+    const before = buffer.slice();
+    const encrypted = await encryptor.encrypt(plaintext);
+    await encryptor.close();
+
+    expect(sameBytes(buffer, before)).toBe(true);
+    expect(encrypted.ciphertext.buffer).not.toBe(buffer.buffer);
     expect(sameBytes(await decrypted(encrypted.ciphertext), plaintext)).toBe(true);
   });
 
-  it('grows an output that is too small', async () => {
-    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1 });
-    const plaintext = patternBytes(2 * 1024 * 1024 + 3, 10);
-    const expected = Uint8Array.from(plaintext);
-    const encrypted = await encryptor.encrypt(plaintext, { transfer: true, output: new Uint8Array(1000) });
+  it('copies a plaintext that has no room around it', async () => {
+    const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
+    const plaintext = patternBytes(70_000, 12);
+    const expected = plaintext.slice();
+    const encrypted = await encryptor.encrypt(plaintext, { transfer: true });
     await encryptor.close();
 
-    expect(plaintext.byteLength).toBe(0);
-    expect(encrypted.ciphertext.byteLength).toBeGreaterThan(expected.byteLength);
-    expect(encrypted.sha256).toBe(createHash('sha256').update(encrypted.ciphertext).digest('hex'));
-    // The plaintext came back from the worker whole, so a pool can reuse it.
-    expect(sameBytes(encrypted.plaintext, expected)).toBe(true);
+    expect(sameBytes(plaintext, expected)).toBe(true);
     expect(sameBytes(await decrypted(encrypted.ciphertext), expected)).toBe(true);
   });
 });
@@ -112,13 +145,14 @@ describe('SegmentEncryptor transfer option', () => {
     expect(ciphertext.byteLength).toBeGreaterThan(65_536);
   });
 
-  it('copies partial view despite transfer', async () => {
+  it('moves the whole buffer behind a partial view', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1 });
     const backing = patternBytes(8192, 4);
     const view = backing.subarray(1024, 5120);
     await encryptor.encrypt(view, { transfer: true });
     await encryptor.close();
-    expect(view.byteLength).toBe(4096);
+    expect(backing.byteLength).toBe(0);
+    expect(view.byteLength).toBe(0);
   });
 });
 

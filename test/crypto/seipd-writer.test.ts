@@ -3,13 +3,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readPacketFrames } from '../../src/crypto/packet-frames.js';
 import { encryptSegment, type EncryptKeys } from '../../src/crypto/segment-operations.js';
-import { writeSeipdV1 } from '../../src/crypto/seipd-writer.js';
+import { copyWithRoom, hasRoomToSeal, newSessionKey, SEGMENT_HEADROOM_BYTES, SEGMENT_TAILROOM_BYTES, sealSeipdV1InPlace } from '../../src/crypto/seipd-writer.js';
 import { makeAdminKey, makeHostKey, patternBytes, sameBytes, type TestKey } from './fixtures.js';
 
 let host: TestKey;
 let alice: TestKey;
 let bob: TestKey;
 let keys: EncryptKeys;
+
+const emptyParts = { pkeskPackets: new Uint8Array(0), onePassSignatures: new Uint8Array(0), signatures: new Uint8Array(0), sessionKey: newSessionKey(), date: 0 };
 
 beforeAll(async () => {
   host = await makeHostKey();
@@ -60,8 +62,21 @@ describe('SEIPD v1 segments written by hvbackup', () => {
     expect(sessionKeys[0]).not.toBe(sessionKeys[1]);
   });
 
-  it('rejects session key of wrong size', async () => {
-    const inner = new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
-    await expect(writeSeipdV1(new Uint8Array(0), inner, new Uint8Array(16), new Uint8Array(64))).rejects.toThrow(/16 bytes, but AES-256 needs 32/);
+  it('rejects session key of wrong size', () => {
+    const plaintext = new Uint8Array(SEGMENT_HEADROOM_BYTES + 10 + SEGMENT_TAILROOM_BYTES).subarray(SEGMENT_HEADROOM_BYTES, SEGMENT_HEADROOM_BYTES + 10);
+    expect(() => sealSeipdV1InPlace(plaintext, { ...emptyParts, sessionKey: new Uint8Array(16) })).toThrow(/16 bytes, but AES-256 needs 32/);
+  });
+
+  it('rejects plaintext without room and leaves it unchanged', () => {
+    const plaintext = patternBytes(1000, 4);
+    expect(() => sealSeipdV1InPlace(plaintext, emptyParts)).toThrow(/too little room.*copyWithRoom/);
+    expect(sameBytes(plaintext, patternBytes(1000, 4))).toBe(true);
+  });
+
+  it('needs room for the PKESK packets too', () => {
+    const pkeskPackets = new Uint8Array(SEGMENT_HEADROOM_BYTES);
+    const plaintext = copyWithRoom(patternBytes(100, 5));
+    expect(hasRoomToSeal(plaintext, { ...emptyParts, pkeskPackets })).toBe(false);
+    expect(hasRoomToSeal(plaintext, emptyParts)).toBe(true);
   });
 });
