@@ -22,7 +22,7 @@ import { readBinaryMessage, requireMatchingDecryptionKey } from './recipients.js
 import { openSeipdSegmentInPlace, planInPlaceDecryption } from './seipd-segment.js';
 import { copyWithRoom, hasRoomToSeal, newSessionKey, sealSeipdV1InPlace } from './seipd-writer.js';
 import { requireTrustedSignatures, type SignatureResult } from './signers.js';
-import { collectStream, sliced } from './slices.js';
+import { collectStream, forEachChunk, sliced } from './slices.js';
 
 export interface EncryptKeys {
   recipients: openpgp.PublicKey[];
@@ -103,11 +103,16 @@ async function encryptSeipdV1(plaintext: Uint8Array, keys: EncryptKeys): Promise
 
   // A binary signature covers the content alone, not the literal packet's
   // name or date, so a detached signature is the one the message carries.
+  // The signature object's hashes read a clone of the literal data, which
+  // gets slices only while the literal data itself is read; draining it
+  // here instead of letting sign() collect the whole message saves a
+  // segment-sized copy.
   const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
-  const detached = await openpgp.sign({ message, signingKeys: keys.signingKey, detached: true, format: 'binary', config });
-  const signatures = await collectStream(detached, new Uint8Array(1024));
-  const parsed = await openpgp.readSignature({ binarySignature: signatures });
-  const onePassSignatures = onePassSignaturesFor(parsed.packets as unknown as openpgp.SignaturePacket[]);
+  const detached = await openpgp.sign({ message, signingKeys: keys.signingKey, detached: true, format: 'object', config });
+  await forEachChunk(message.getLiteralData() as ReadableStream<Uint8Array>, () => undefined);
+  const written = detached.write();
+  const signatures = written instanceof Uint8Array ? written : await collectStream(written as ReadableStream<Uint8Array>, new Uint8Array(1024));
+  const onePassSignatures = onePassSignaturesFor(detached.packets as unknown as openpgp.SignaturePacket[]);
 
   const parts = { pkeskPackets, onePassSignatures, signatures, sessionKey, date: Math.floor(Date.now() / 1000) };
   const room = hasRoomToSeal(plaintext, parts) ? plaintext : copyWithRoom(plaintext);
