@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import { AlreadyExistsError, NotFoundError, RepositoryError } from '../errors.js';
@@ -83,6 +83,32 @@ export class LocalStore implements ObjectStore {
         throw new NotFoundError(key, { cause: error });
       }
       throw this.failure(`reading ${key}`, error);
+    }
+  }
+
+  async getInto(key: string, target: Uint8Array, options: GetOptions = {}): Promise<number> {
+    const path = this.pathOf(key);
+    options.signal?.throwIfAborted();
+
+    let handle;
+    try {
+      handle = await open(path, constants.O_RDONLY);
+    } catch (error) {
+      if (isMissing(error)) {
+        await this.requireRoot();
+        throw new NotFoundError(key, { cause: error });
+      }
+      throw this.failure(`reading ${key}`, error);
+    }
+
+    try {
+      return await readIntoBuffer(handle, target, options.signal);
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      if (hasCode(error, 'EISDIR')) throw new NotFoundError(key, { cause: error });
+      throw this.failure(`reading ${key}`, error);
+    } finally {
+      await handle.close();
     }
   }
 
@@ -275,6 +301,29 @@ async function writeDurably(path: string, body: Buffer | Uint8Array): Promise<vo
   } finally {
     await handle.close();
   }
+}
+
+/** Chunk size of reads into a caller's buffer: large enough for few system calls, small enough to notice an abort soon. */
+const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Reads the file from its start into `target` until the file ends or
+ * `target` is full. Returns the bytes read, or a larger number when the
+ * file has more bytes than `target` holds.
+ */
+async function readIntoBuffer(handle: FileHandle, target: Uint8Array, signal: AbortSignal | undefined): Promise<number> {
+  let filled = 0;
+  while (filled < target.byteLength) {
+    signal?.throwIfAborted();
+    const { bytesRead } = await handle.read(target, filled, Math.min(READ_CHUNK_BYTES, target.byteLength - filled), filled);
+    if (bytesRead === 0) return filled;
+    filled += bytesRead;
+  }
+
+  const probe = await handle.read(Buffer.alloc(1), 0, 1, filled);
+  if (probe.bytesRead === 0) return filled;
+  const { size } = await handle.stat();
+  return Math.max(size, filled + 1);
 }
 
 async function syncDirectory(directory: string): Promise<void> {

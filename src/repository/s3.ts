@@ -10,6 +10,7 @@
  * (HTTP 411 MissingContentLength). docs/repository.md describes the settings in more detail.
  */
 import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 
 import {
   GetObjectCommand,
@@ -192,6 +193,48 @@ export class S3Store implements ObjectStore {
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
+  async getInto(key: string, target: Uint8Array, options: GetOptions = {}): Promise<number> {
+    validateKey(key);
+    const fullKey = this.prefix + key;
+
+    // As in get(), a body cut or stalled while it streams is read again from the start.
+    for (let attempt = 1; ; attempt += 1) {
+      let response;
+      try {
+        response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: fullKey }), { abortSignal: options.signal });
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        if (errorName(error) === 'NoSuchKey') throw new NotFoundError(key, { cause: error });
+        throw s3Failure(error, this.context('reading', fullKey));
+      }
+
+      const expectedLength = response.ContentLength;
+      const body = response.Body as (Readable & { destroy(): void }) | undefined;
+      if (expectedLength !== undefined && expectedLength > target.byteLength) {
+        // The caller's size check fails on the length alone, so the body is not needed.
+        body?.destroy();
+        return expectedLength;
+      }
+
+      let received: number;
+      try {
+        if (!body) throw new Error('response has no body');
+        received = await readBodyInto(body, target);
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        if (!isNetworkError(error) || attempt >= this.maxAttempts) throw s3Failure(error, this.context('reading', fullKey));
+        continue;
+      }
+
+      if (expectedLength !== undefined && received !== expectedLength) {
+        throw new RepositoryError(`reading s3://${this.bucket}/${fullKey} at ${this.endpointText} returned ${received} bytes, but Content-Length was ${expectedLength}`, {
+          hint: 'the connection was cut or a proxy truncated the response; retry',
+        });
+      }
+      return received;
+    }
+  }
+
   async head(key: string): Promise<ObjectInfo | undefined> {
     validateKey(key);
     const fullKey = this.prefix + key;
@@ -298,6 +341,24 @@ export class S3Store implements ObjectStore {
   private context(action: string, key: string | undefined): S3Context {
     return { action, bucket: this.bucket, key, endpoint: this.endpointText };
   }
+}
+
+/**
+ * Copies a response body into `target` and returns the bytes received. It
+ * stops reading, and returns a number larger than `target.byteLength`, as
+ * soon as the body has more bytes than `target` holds.
+ */
+async function readBodyInto(body: Readable, target: Uint8Array): Promise<number> {
+  let received = 0;
+  for await (const chunk of body as AsyncIterable<Uint8Array>) {
+    if (received + chunk.byteLength > target.byteLength) {
+      body.destroy();
+      return received + chunk.byteLength;
+    }
+    target.set(chunk, received);
+    received += chunk.byteLength;
+  }
+  return received;
 }
 
 function normalizePrefix(prefix: string): string {

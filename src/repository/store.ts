@@ -55,6 +55,17 @@ export interface ObjectStore {
   /** Returns the whole object. Throws NotFoundError when the key does not exist. */
   get(key: string, options?: GetOptions): Promise<Buffer>;
 
+  /**
+   * Reads the object into `target` from its first byte and returns the
+   * object's size in bytes. When the object is larger than `target`, only
+   * `target.byteLength` bytes are read, and the result is a number larger
+   * than `target.byteLength`. This lets a caller that knows the expected
+   * size reuse one buffer for many objects. Bytes of `target` past the
+   * object's end keep their old content. Throws NotFoundError when the key
+   * does not exist.
+   */
+  getInto(key: string, target: Uint8Array, options?: GetOptions): Promise<number>;
+
   /** Returns the object's metadata, or undefined when the key does not exist. */
   head(key: string): Promise<ObjectInfo | undefined>;
 

@@ -60,6 +60,62 @@ export function runStoreContract(name: string, makeStore: StoreFactory): void {
       expect(read.equals(body)).toBe(true);
     });
 
+    it('getInto fills exact target', async () => {
+      const body = randomBytes(17 * 1024 * 1024);
+      await store.put('large/segment', body);
+
+      const target = Buffer.alloc(body.length);
+      const size = await store.getInto('large/segment', target);
+      expect(size).toBe(body.length);
+      expect(target.equals(body)).toBe(true);
+    });
+
+    it('getInto reuses one target', async () => {
+      const first = randomBytes(4096);
+      const second = randomBytes(4096);
+      await store.put('reuse/first', first);
+      await store.put('reuse/second', second);
+
+      const target = Buffer.alloc(4096);
+      await store.getInto('reuse/first', target);
+      expect(target.equals(first)).toBe(true);
+      await store.getInto('reuse/second', target);
+      expect(target.equals(second)).toBe(true);
+    });
+
+    it('getInto larger target', async () => {
+      const body = randomBytes(1000);
+      await store.put('short', body);
+
+      const target = Buffer.alloc(1500, 0xee);
+      const size = await store.getInto('short', target);
+      expect(size).toBe(1000);
+      expect(target.subarray(0, 1000).equals(body)).toBe(true);
+      expect(target.subarray(1000).every((byte) => byte === 0xee)).toBe(true);
+    });
+
+    it('getInto smaller target', async () => {
+      const body = randomBytes(5 * 1024 * 1024);
+      await store.put('long', body);
+
+      const target = Buffer.alloc(1024 * 1024);
+      const size = await store.getInto('long', target);
+      expect(size).toBeGreaterThan(target.length);
+    });
+
+    it('getInto empty object', async () => {
+      await store.put('empty', Buffer.alloc(0));
+
+      expect(await store.getInto('empty', Buffer.alloc(16))).toBe(0);
+      expect(await store.getInto('empty', Buffer.alloc(0))).toBe(0);
+    });
+
+    it('getInto of missing key', async () => {
+      const failure = await store.getInto('missing/object', Buffer.alloc(16)).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(NotFoundError);
+      expect((failure as NotFoundError).key).toBe('missing/object');
+    });
+
     it('put accepts Uint8Array body', async () => {
       await store.put('typed', new Uint8Array([1, 2, 3]));
 
@@ -226,6 +282,7 @@ export function runStoreContract(name: string, makeStore: StoreFactory): void {
           const failures = await Promise.all([
             store.put(key, Buffer.from('x')).catch((error: unknown) => error),
             store.get(key).catch((error: unknown) => error),
+            store.getInto(key, Buffer.alloc(1)).catch((error: unknown) => error),
             store.head(key).catch((error: unknown) => error),
             store.delete([key]).catch((error: unknown) => error),
           ]);
