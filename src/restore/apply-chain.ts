@@ -13,7 +13,7 @@ import type { ObjectStore } from '../repository/store.js';
 import type { RateLimiter } from '../util/rate-limiter.js';
 import type { ChainLink } from './chain.js';
 import { extractBackup, type ExtractedBackup } from './extract.js';
-import { readSegments } from './segment-source.js';
+import { createSegmentBuffers, readSegments } from './segment-source.js';
 import type { Staging, StagingDisks } from './staging.js';
 
 export interface ApplyChainOptions {
@@ -38,6 +38,7 @@ export async function applyChain(chain: ChainLink[], options: ApplyChainOptions)
   for (const { ref, manifest } of chain) {
     const totalBytes = manifest.disks.reduce((sum, disk) => sum + disk.storedBytes, 0);
     const progress = options.progress?.start(`restore ${ref.domain} ${ref.backupId}`, totalBytes);
+    const buffers = createSegmentBuffers(manifest.segments, options.readAhead);
     const plaintext = readSegments({
       store: options.store,
       decryptor: options.decryptor,
@@ -45,6 +46,7 @@ export async function applyChain(chain: ChainLink[], options: ApplyChainOptions)
       segments: manifest.segments,
       trustedSigners: options.trustedSigners,
       readAhead: options.readAhead,
+      buffers,
       limiter: options.limiter,
       signal: options.signal,
       sessionKeyFor: options.sessionKeyFor,
@@ -54,6 +56,7 @@ export async function applyChain(chain: ChainLink[], options: ApplyChainOptions)
       manifest,
       staging: options.staging,
       onBytes: (bytes) => progress?.advance(bytes),
+      memory: buffers,
       openDisk: async (disk, fresh) => (await options.disks.open(disk, { fresh: fresh || manifest.type === 'full' })).client,
     });
     progress?.finish();

@@ -20,6 +20,7 @@ import {
 import { VerificationError } from '../errors.js';
 import type { Manifest } from '../manifest/schema.js';
 import type { NbdClient } from '../nbd/client.js';
+import type { SegmentMemory } from './segment-buffers.js';
 import type { Staging } from './staging.js';
 
 /** NBD writes kept in flight per disk. */
@@ -42,6 +43,8 @@ export interface ExtractOptions {
   /** Returns the writer of a disk; `fresh` requests a new empty image because the entry contains the whole disk. */
   openDisk: (disk: Manifest['disks'][number], fresh: boolean) => Promise<DiskWriter>;
   onBytes?: (bytes: number) => void;
+  /** Owner of the segment buffers that disk data is a view of; each write retains its data until it settles. */
+  memory?: SegmentMemory;
 }
 
 export async function extractBackup(entries: AsyncIterable<ArchiveEntry>, options: ExtractOptions): Promise<ExtractedBackup> {
@@ -84,7 +87,7 @@ export async function extractBackup(entries: AsyncIterable<ArchiveEntry>, option
       const described = metadata?.disks.find((item) => item.target === disk.target);
       const writer = await options.openDisk(disk, described?.fullCopy === true);
       const zeroExtents = described?.zeroExtents ?? [];
-      digests.set(disk.target, await writeDisk(entry, writer, zeroExtents, options.onBytes));
+      digests.set(disk.target, await writeDisk(entry, writer, zeroExtents, options));
     }
   }
 
@@ -148,8 +151,9 @@ async function writeDisk(
   entry: Extract<ArchiveEntry, { kind: 'sparse' }>,
   client: DiskWriter,
   zeroExtents: [number, number][],
-  onBytes?: (bytes: number) => void,
+  options: Pick<ExtractOptions, 'onBytes' | 'memory'>,
 ): Promise<{ sha256: string; storedBytes: number }> {
+  const { onBytes, memory } = options;
   const hash = createHash('sha256');
   const inFlight: Promise<void>[] = [];
   let storedBytes = 0;
@@ -157,8 +161,13 @@ async function writeDisk(
   for await (const { offset, data } of entry.chunks()) {
     hash.update(data);
     storedBytes += data.length;
+    // `data` is a view of a segment buffer, which must not be reused while the write may still read it.
+    memory?.retain(data);
     const write = client.write(offset, data);
-    write.catch(() => undefined); // awaited below, in order
+    write.then(
+      () => memory?.release(data),
+      () => memory?.release(data, { reusable: false }),
+    );
     inFlight.push(write);
     if (inFlight.length >= WRITES_IN_FLIGHT) await inFlight.shift();
     onBytes?.(data.length);

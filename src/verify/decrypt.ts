@@ -15,7 +15,7 @@ import type { ObjectStore } from '../repository/store.js';
 import type { Decryption } from '../restore/decryption.js';
 import { extractBackup, type DiskWriter } from '../restore/extract.js';
 import { loadTrustedManifest } from '../restore/manifest-check.js';
-import { readSegments } from '../restore/segment-source.js';
+import { createSegmentBuffers, readSegments } from '../restore/segment-source.js';
 import { failureOf, type CheckFailure } from './verify.js';
 
 const discard: DiskWriter = {
@@ -51,6 +51,7 @@ export async function checkDecrypted(
       verificationKeys: trustedKeys,
       workers: options.workers,
     });
+    const buffers = createSegmentBuffers(manifest.segments, options.readAhead);
     const plaintext = readSegments({
       store,
       decryptor,
@@ -58,10 +59,11 @@ export async function checkDecrypted(
       segments: manifest.segments,
       trustedSigners: trustedKeys.map((key) => keyInfo(key).fingerprint),
       readAhead: options.readAhead,
+      buffers,
       signal: options.signal,
       sessionKeyFor: options.decryption.sessionKeyFor,
     });
-    await extractBackup(readArchive(plaintext), { manifest, openDisk: async () => discard });
+    await extractBackup(readArchive(plaintext), { manifest, openDisk: async () => discard, memory: buffers });
     return [];
   } catch (error) {
     if (error instanceof VerificationError) return [failureOf(error, object)];

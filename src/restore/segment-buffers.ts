@@ -1,0 +1,164 @@
+/**
+ * Segment-sized download buffers of one restore, reused from segment to
+ * segment. A fresh 16 MiB buffer per segment left dead buffers for V8 to
+ * collect and fragmented glibc's heap once its mmap threshold had risen, so
+ * the restore's peak RSS grew with the size of the backup.
+ *
+ * A buffer goes back to the free list only when every holder has released
+ * it. Holders are counted per ArrayBuffer, so any view of a pooled buffer
+ * (the plaintext, a tar data chunk, an NBD write payload) can retain and
+ * release it. Views of other memory are ignored, which lets consumers call
+ * retain() and release() on every chunk without knowing where it came from.
+ */
+
+/** Holders of segment memory; both calls ignore views of memory that is not pooled. */
+export interface SegmentMemory {
+  /** Adds a holder to the buffer behind `view`, so it cannot be reused until release(). */
+  retain(view: Uint8Array): void;
+  /** Drops one holder. With `reusable` false (a failed write that may still read it) the buffer is never reused. */
+  release(view: Uint8Array, options?: { reusable?: boolean }): void;
+}
+
+interface Holding {
+  holders: number;
+  reusable: boolean;
+}
+
+interface Waiter {
+  byteLength: number;
+  resolve(buffer: Buffer): void;
+  reject(error: unknown): void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+export class SegmentBufferPool implements SegmentMemory {
+  /** Bytes of each reusable buffer. Requests of other sizes get a buffer that is dropped after use. */
+  readonly bufferBytes: number;
+  /**
+   * Maximum number of buffers out at once, reusable or not. Free buffers
+   * are not counted, so while buffers of other sizes are out, more than
+   * this many exist.
+   */
+  readonly maxBuffers: number;
+
+  private readonly free: Buffer[] = [];
+  private readonly holdings = new Map<ArrayBufferLike, Holding>();
+  private readonly waiters: Waiter[] = [];
+  private outstanding = 0;
+
+  constructor(bufferBytes: number, maxBuffers: number) {
+    if (!Number.isSafeInteger(bufferBytes) || bufferBytes <= 0) throw new RangeError(`segment buffer size must be a positive whole number of bytes, got ${bufferBytes}`);
+    if (!Number.isSafeInteger(maxBuffers) || maxBuffers <= 0) throw new RangeError(`segment buffer count must be a positive whole number, got ${maxBuffers}`);
+    this.bufferBytes = bufferBytes;
+    this.maxBuffers = maxBuffers;
+  }
+
+  /** Buffers acquired and not yet given back. */
+  get inUse(): number {
+    return this.outstanding;
+  }
+
+  /** Buffers allocated so far that are free for reuse. */
+  get idle(): number {
+    return this.free.length;
+  }
+
+  /**
+   * Returns a buffer of exactly `byteLength` bytes that owns its whole
+   * ArrayBuffer, so it can be moved to a worker, with the caller as its one
+   * holder. Waits, in request order, while `maxBuffers` buffers are out.
+   */
+  acquire(byteLength: number, signal?: AbortSignal): Promise<Buffer> {
+    signal?.throwIfAborted();
+    if (this.outstanding < this.maxBuffers && this.waiters.length === 0) {
+      return Promise.resolve(this.hand(byteLength));
+    }
+
+    return new Promise<Buffer>((resolve, reject) => {
+      const waiter: Waiter = { byteLength, resolve, reject, signal };
+      if (signal) {
+        waiter.onAbort = () => {
+          const index = this.waiters.indexOf(waiter);
+          if (index >= 0) this.waiters.splice(index, 1);
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.waiters.push(waiter);
+    });
+  }
+
+  /**
+   * Records that the memory of `from` now lives in `to`: a buffer moved to a
+   * worker and back is a new ArrayBuffer over the same memory, and a worker
+   * may also answer with a buffer of its own. The holders carry over.
+   */
+  moved(from: Uint8Array, to: Uint8Array): void {
+    const holding = this.holdings.get(from.buffer);
+    if (holding === undefined || from.buffer === to.buffer) return;
+    this.holdings.delete(from.buffer);
+    this.holdings.set(to.buffer, holding);
+  }
+
+  retain(view: Uint8Array): void {
+    const holding = this.holdings.get(view.buffer);
+    if (holding !== undefined) holding.holders += 1;
+  }
+
+  release(view: Uint8Array, options: { reusable?: boolean } = {}): void {
+    const buffer = view.buffer;
+    const holding = this.holdings.get(buffer);
+    if (holding === undefined) return;
+    if (options.reusable === false) holding.reusable = false;
+
+    holding.holders -= 1;
+    if (holding.holders > 0) return;
+
+    this.holdings.delete(buffer);
+    this.outstanding -= 1;
+    // A detached buffer (moved to a worker that failed) and one of another size cannot be reused.
+    if (holding.reusable && buffer instanceof ArrayBuffer && buffer.byteLength === this.bufferBytes) {
+      this.free.push(Buffer.from(buffer));
+    }
+    this.serveWaiters();
+  }
+
+  private serveWaiters(): void {
+    while (this.waiters.length > 0 && this.outstanding < this.maxBuffers) {
+      const waiter = this.waiters.shift()!;
+      if (waiter.onAbort) waiter.signal?.removeEventListener('abort', waiter.onAbort);
+      waiter.resolve(this.hand(waiter.byteLength));
+    }
+  }
+
+  private hand(byteLength: number): Buffer {
+    this.outstanding += 1;
+    // A request of another size leaves the free buffers alone: dropping one
+    // would free no memory until V8 collects it, and the next segment of the
+    // common size would need a new one.
+    const buffer = (byteLength === this.bufferBytes ? this.free.pop() : undefined) ?? Buffer.allocUnsafeSlow(byteLength);
+    this.holdings.set(buffer.buffer, { holders: 1, reusable: true });
+    return buffer;
+  }
+}
+
+/**
+ * Returns the most frequent of `sizes`, the larger one on a tie. Most full
+ * segments of a backup have one ciphertext size. About 1% are a byte
+ * shorter, because an OpenPGP MPI in their signature starts with a zero byte.
+ */
+export function commonSize(sizes: number[]): number {
+  const counts = new Map<number, number>();
+  for (const size of sizes) counts.set(size, (counts.get(size) ?? 0) + 1);
+
+  let best = 0;
+  let bestCount = 0;
+  for (const [size, count] of counts) {
+    if (count > bestCount || (count === bestCount && size > best)) {
+      best = size;
+      bestCount = count;
+    }
+  }
+  return best;
+}
