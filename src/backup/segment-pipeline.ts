@@ -71,7 +71,7 @@ export async function uploadSegments(
       signal: options.signal,
       retention: options.retention,
     });
-    pool.give(encrypted.plaintext);
+    pool.give(encrypted.buffer);
     segments[index] = record;
     storedBytes += record.size;
     options.onSegment?.(record);

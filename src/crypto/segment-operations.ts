@@ -52,11 +52,11 @@ export interface EncryptedSegment {
   ciphertext: Uint8Array;
   sha256: string;
   /**
-   * The plaintext's buffer, handed back for reuse. After SEIPD v1 encryption
-   * in place it contains the ciphertext; after a move to a worker and back it is
-   * a new view of the same memory.
+   * The segment buffer that the plaintext came in, handed back for reuse.
+   * After SEIPD v1 encryption in place it contains the ciphertext. After a
+   * move to a worker and back it is a new view of the same memory.
    */
-  plaintext: Uint8Array;
+  buffer: Uint8Array;
 }
 
 /** Room for packet headers, signatures and PKESK packets beyond the plaintext, for SEIPD v2 output. */
@@ -85,7 +85,7 @@ export async function encryptSegment(plaintext: Uint8Array, keys: EncryptKeys): 
   try {
     if (keys.aead) {
       const { ciphertext, sha256 } = await encryptWithOpenpgp(plaintext, keys);
-      return { ciphertext, sha256, plaintext };
+      return { ciphertext, sha256, buffer: plaintext };
     }
     return await encryptSeipdV1(plaintext, keys);
   } catch (error) {
@@ -117,7 +117,7 @@ async function encryptSeipdV1(plaintext: Uint8Array, keys: EncryptKeys): Promise
   const parts = { pkeskPackets, onePassSignatures, signatures, sessionKey, date: Math.floor(Date.now() / 1000) };
   const room = hasRoomToSeal(plaintext, parts) ? plaintext : copyWithRoom(plaintext);
   const { ciphertext, sha256 } = sealSeipdV1InPlace(room, parts);
-  return { ciphertext, sha256, plaintext: room };
+  return { ciphertext, sha256, buffer: room };
 }
 
 /**

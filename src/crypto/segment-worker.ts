@@ -21,9 +21,9 @@ async function runTask(task: SegmentTask): Promise<{ result: SegmentResult; tran
   if (task.kind === 'encrypt') {
     if (data.role !== 'encrypt') throw new Error('this worker was started for decryption, not encryption');
     // The buffers came here by transfer or were made here, so they move back
-    // without a copy. In place, ciphertext and plaintext share one buffer.
+    // without a copy. In place, the ciphertext is a view of the segment buffer.
     const encrypted = await encryptSegment(task.plaintext, keys as EncryptKeys);
-    const buffers = new Set([encrypted.ciphertext.buffer as ArrayBuffer, encrypted.plaintext.buffer as ArrayBuffer]);
+    const buffers = new Set([encrypted.ciphertext.buffer as ArrayBuffer, encrypted.buffer.buffer as ArrayBuffer]);
     return { result: encrypted, transfer: [...buffers] };
   }
 

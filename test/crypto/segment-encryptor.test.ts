@@ -91,7 +91,7 @@ describe('SegmentEncryptor in place', () => {
     expect(encrypted.ciphertext.buffer).toBe(buffer.buffer);
     expect(encrypted.ciphertext.byteOffset).toBeLessThan(SEGMENT_HEADROOM_BYTES);
     expect(encrypted.ciphertext.byteOffset + encrypted.ciphertext.byteLength).toBeGreaterThan(SEGMENT_HEADROOM_BYTES + 200_000);
-    expect(encrypted.plaintext.buffer).toBe(buffer.buffer);
+    expect(encrypted.buffer.buffer).toBe(buffer.buffer);
     expect(encrypted.sha256).toBe(createHash('sha256').update(encrypted.ciphertext).digest('hex'));
     expect(sameBytes(await decrypted(encrypted.ciphertext), expected)).toBe(true);
   });
@@ -105,7 +105,7 @@ describe('SegmentEncryptor in place', () => {
     await encryptor.close();
 
     expect(buffer.byteLength).toBe(0);
-    expect(encrypted.ciphertext.buffer).toBe(encrypted.plaintext.buffer);
+    expect(encrypted.ciphertext.buffer).toBe(encrypted.buffer.buffer);
     expect(encrypted.ciphertext.buffer.byteLength).toBe(SEGMENT_HEADROOM_BYTES + length + SEGMENT_TAILROOM_BYTES);
     expect(encrypted.sha256).toBe(createHash('sha256').update(encrypted.ciphertext).digest('hex'));
     expect(sameBytes(await decrypted(encrypted.ciphertext), expected)).toBe(true);
