@@ -20,6 +20,7 @@
 import { createCipheriv, createDecipheriv, createHash, timingSafeEqual } from 'node:crypto';
 
 import { gatherBody, type BodyPiece } from './packet-frames.js';
+import { YoungGarbagePacer } from './young-garbage.js';
 
 /** AES variants that SEIPD v1 segments use, by openpgp.js algorithm name. */
 const AES_CIPHERS = {
@@ -101,6 +102,9 @@ function decryptCfbInPlace(data: Uint8Array, cipher: SeipdCipher, key: Uint8Arra
     if (start < hashedLength) sha1.update(data.subarray(start, Math.min(end, hashedLength)));
   };
 
+  // Both ciphers return a new buffer per window. Collected while young, they
+  // stay out of the worker's malloc arena, which otherwise grew by tens of MiB.
+  const garbage = new YoungGarbagePacer();
   const wholeBlocksLength = data.byteLength - (data.byteLength % BLOCK_BYTES);
   for (let start = 0; start < wholeBlocksLength; start += WINDOW_BYTES) {
     const end = Math.min(start + WINDOW_BYTES, wholeBlocksLength);
@@ -108,6 +112,7 @@ function decryptCfbInPlace(data: Uint8Array, cipher: SeipdCipher, key: Uint8Arra
     data.set(cbc.update(y), start);
     lastY = y.subarray(y.byteLength - BLOCK_BYTES);
     hashPlaintext(start, end);
+    garbage.add(2 * (end - start));
   }
 
   // A last, partial block: CFB XORs it with the start of AES(last whole ciphertext block).

@@ -19,7 +19,7 @@
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 
 import { LONG_HEADER_BYTES, longPacketHeader, PacketTag } from './packet-frames.js';
-import { collectYoungGarbage } from './young-garbage.js';
+import { YoungGarbagePacer } from './young-garbage.js';
 
 const BLOCK_BYTES = 16;
 const SESSION_KEY_BYTES = 32;
@@ -45,9 +45,6 @@ const MDC_BYTES = MDC_HEADER.byteLength + 20;
 
 /** Bytes encrypted per CFB call; each call returns a new buffer of this size. */
 const CFB_STEP_BYTES = 64 * 1024;
-
-/** Encrypted bytes between two young-generation collections of those buffers; see young-garbage.ts. */
-const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
 
 /** The parts of a message that openpgp.js made for one segment. */
 export interface SealParts {
@@ -141,17 +138,13 @@ export function sealSeipdV1InPlace(plaintext: Uint8Array, parts: SealParts): { c
     span.set(encrypted);
   };
 
-  let sinceCollection = 0;
+  // Each CFB call returns a new buffer, collected while it is young.
+  const garbage = new YoungGarbagePacer();
   for (let at = encryptedStart; at < digestOffset; at += CFB_STEP_BYTES) {
     const length = Math.min(CFB_STEP_BYTES, digestOffset - at);
     mdc.update(buffer.subarray(at, at + length));
     encryptHere(at, length);
-
-    sinceCollection += length;
-    if (sinceCollection >= COLLECT_EVERY_BYTES) {
-      sinceCollection = 0;
-      collectYoungGarbage();
-    }
+    garbage.add(length);
   }
   buffer.set(mdc.digest(), digestOffset);
   encryptHere(digestOffset, end - digestOffset);

@@ -7,12 +7,9 @@
 import type { Hash } from 'node:crypto';
 import { ReadableStream } from 'node:stream/web';
 
-import { collectYoungGarbage } from './young-garbage.js';
+import { YoungGarbagePacer } from './young-garbage.js';
 
 const SLICE_BYTES = 1024 * 1024;
-
-/** Output bytes between two young-generation collections; see young-garbage.ts. */
-const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
 
 /**
  * Calls `visit` with each chunk of `stream`, in order, until the stream ends.
@@ -20,19 +17,14 @@ const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
  * short-lived copies behind for each chunk.
  */
 export async function forEachChunk(stream: ReadableStream<Uint8Array>, visit: (chunk: Uint8Array) => void): Promise<void> {
-  let sinceCollection = 0;
+  const garbage = new YoungGarbagePacer();
 
   const reader = stream.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) return;
     visit(value);
-
-    sinceCollection += value.byteLength;
-    if (sinceCollection >= COLLECT_EVERY_BYTES) {
-      sinceCollection = 0;
-      collectYoungGarbage();
-    }
+    garbage.add(value.byteLength);
   }
 }
 

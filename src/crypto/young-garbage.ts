@@ -30,3 +30,23 @@ function loadCollector(): Collector | null {
     return null;
   }
 }
+
+/** Bytes of short-lived buffers between two young-generation collections. */
+const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Counts the bytes of short-lived buffers that a loop leaves behind and runs
+ * a young-generation collection after every 2 MiB of them.
+ */
+export class YoungGarbagePacer {
+  private sinceCollection = 0;
+
+  /** Records `bytes` more of garbage, collecting when 2 MiB have piled up. */
+  add(bytes: number): void {
+    this.sinceCollection += bytes;
+    if (this.sinceCollection < COLLECT_EVERY_BYTES) return;
+
+    this.sinceCollection = 0;
+    collectYoungGarbage();
+  }
+}
