@@ -36,6 +36,13 @@ export interface SegmentDecryptorOptions {
 export interface DecryptOptions {
   /** Gives the ciphertext up: it moves to the worker, or is decrypted in place on the calling thread, instead of being copied. */
   transfer?: boolean;
+  /**
+   * With `transfer`: the caller owns the whole ArrayBuffer behind the
+   * ciphertext and gives it up too, so a ciphertext that fills only part
+   * of a pool buffer moves without a copy. Never set it for a Buffer that
+   * may share Node's pool of small Buffers.
+   */
+  wholeBuffer?: boolean;
   /** The segment's session key; required when the decryptor was created with `sessionKeys`. */
   sessionKey?: SessionKey;
 }
@@ -100,6 +107,7 @@ export class SegmentDecryptor {
     const payload = {
       bytes: ciphertext,
       transfer: options.transfer ?? false,
+      wholeBuffer: options.wholeBuffer ?? false,
       overwritesInput: true,
       description: `decrypting ${objectName}`,
     };

@@ -33,7 +33,7 @@ interface Waiter {
 }
 
 export class SegmentBufferPool implements SegmentMemory {
-  /** Bytes of each reusable buffer. Requests of other sizes get a buffer that is dropped after use. */
+  /** Bytes of each reusable buffer. A smaller request gets a view of one; a larger one gets a buffer that is dropped after use. */
   readonly bufferBytes: number;
   /**
    * Maximum number of buffers out at once, reusable or not. Free buffers
@@ -65,9 +65,11 @@ export class SegmentBufferPool implements SegmentMemory {
   }
 
   /**
-   * Returns a buffer of exactly `byteLength` bytes that owns its whole
-   * ArrayBuffer, so it can be moved to a worker, with the caller as its one
-   * holder. Waits, in request order, while `maxBuffers` buffers are out.
+   * Returns a buffer of exactly `byteLength` bytes, with the caller as its
+   * one holder: a view of the start of a pooled buffer, or a buffer of its
+   * own when the request is larger. The caller owns the whole ArrayBuffer,
+   * so it can move it to a worker. Waits, in request order, while
+   * `maxBuffers` buffers are out.
    */
   acquire(byteLength: number, signal?: AbortSignal): Promise<Buffer> {
     signal?.throwIfAborted();
@@ -117,7 +119,7 @@ export class SegmentBufferPool implements SegmentMemory {
 
     this.holdings.delete(buffer);
     this.outstanding -= 1;
-    // A detached buffer (moved to a worker that failed) and one of another size cannot be reused.
+    // A detached buffer (moved to a worker that failed) and one of another size are not reused.
     if (holding.reusable && buffer instanceof ArrayBuffer && buffer.byteLength === this.bufferBytes) {
       this.free.push(Buffer.from(buffer));
     }
@@ -134,31 +136,29 @@ export class SegmentBufferPool implements SegmentMemory {
 
   private hand(byteLength: number): Buffer {
     this.outstanding += 1;
-    // A request of another size leaves the free buffers alone: dropping one
-    // would free no memory until V8 collects it, and the next segment of the
-    // common size would need a new one.
-    const buffer = (byteLength === this.bufferBytes ? this.free.pop() : undefined) ?? Buffer.allocUnsafeSlow(byteLength);
+    if (byteLength > this.bufferBytes) {
+      const own = Buffer.allocUnsafeSlow(byteLength);
+      this.holdings.set(own.buffer, { holders: 1, reusable: true });
+      return own;
+    }
+
+    // Shorter segments (the last one, or one whose signature has a shorter
+    // MPI) use the start of a pooled buffer, so that no odd-sized buffer
+    // comes from the heap.
+    const buffer = this.free.pop() ?? Buffer.allocUnsafeSlow(this.bufferBytes);
     this.holdings.set(buffer.buffer, { holders: 1, reusable: true });
-    return buffer;
+    return buffer.subarray(0, byteLength);
   }
 }
 
 /**
- * Returns the most frequent of `sizes`, the larger one on a tie. Most full
- * segments of a backup have one ciphertext size. About 1% are a byte
- * shorter, because an OpenPGP MPI in their signature starts with a zero byte.
+ * Returns the largest of `sizes`, at least 1. Full segments of a backup
+ * have one ciphertext size, or a byte less when an OpenPGP MPI in their
+ * signature starts with a zero byte, and the last segment is shorter, so
+ * buffers of the largest size serve every segment.
  */
-export function commonSize(sizes: number[]): number {
-  const counts = new Map<number, number>();
-  for (const size of sizes) counts.set(size, (counts.get(size) ?? 0) + 1);
-
-  let best = 0;
-  let bestCount = 0;
-  for (const [size, count] of counts) {
-    if (count > bestCount || (count === bestCount && size > best)) {
-      best = size;
-      bestCount = count;
-    }
-  }
-  return best;
+export function largestSize(sizes: number[]): number {
+  let largest = 1;
+  for (const size of sizes) largest = Math.max(largest, size);
+  return largest;
 }

@@ -16,7 +16,7 @@ import { segmentKey, type BackupRef } from '../manifest/layout.js';
 import type { ManifestSegment } from '../manifest/schema.js';
 import type { ObjectStore } from '../repository/store.js';
 import type { RateLimiter } from '../util/rate-limiter.js';
-import { commonSize, SegmentBufferPool } from './segment-buffers.js';
+import { largestSize, SegmentBufferPool } from './segment-buffers.js';
 
 export interface SegmentSourceOptions {
   store: ObjectStore;
@@ -46,7 +46,7 @@ export interface SegmentSourceOptions {
  * and one for the segment before it (see readSegments).
  */
 export function createSegmentBuffers(segments: ManifestSegment[], readAhead: number): SegmentBufferPool {
-  return new SegmentBufferPool(commonSize(segments.map((segment) => segment.size)), readAhead + 2);
+  return new SegmentBufferPool(largestSize(segments.map((segment) => segment.size)), readAhead + 2);
 }
 
 /**
@@ -146,7 +146,7 @@ async function decryptSegment(options: SegmentSourceOptions, segment: ManifestSe
   try {
     const ciphertext = await fetchVerifiedSegment(options.store, options.ref, segment, options.signal, buffer);
     const sessionKey = options.sessionKeyFor ? await options.sessionKeyFor(ciphertext, key) : undefined;
-    ({ plaintext, signerFingerprint } = await options.decryptor.decrypt(ciphertext, key, { transfer: true, sessionKey }));
+    ({ plaintext, signerFingerprint } = await options.decryptor.decrypt(ciphertext, key, { transfer: true, wholeBuffer: true, sessionKey }));
   } catch (error) {
     // After a failed move to a worker the buffer is detached, and the pool drops it.
     options.buffers.release(buffer);
