@@ -166,14 +166,7 @@ export class S3Store implements ObjectStore {
     // connection cut or stalled while the body streams is retried here, up to
     // the same number of attempts.
     for (let attempt = 1; bytes === undefined; attempt += 1) {
-      let response;
-      try {
-        response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: fullKey }), { abortSignal: options.signal });
-      } catch (error) {
-        if (options.signal?.aborted) throw error;
-        if (errorName(error) === 'NoSuchKey') throw new NotFoundError(key, { cause: error });
-        throw s3Failure(error, this.context('reading', fullKey));
-      }
+      const response = await this.sendGet(key, fullKey, options.signal);
 
       expectedLength = response.ContentLength;
       try {
@@ -185,11 +178,7 @@ export class S3Store implements ObjectStore {
       }
     }
 
-    if (expectedLength !== undefined && bytes.byteLength !== expectedLength) {
-      throw new RepositoryError(`reading s3://${this.bucket}/${fullKey} at ${this.endpointText} returned ${bytes.byteLength} bytes, but Content-Length was ${expectedLength}`, {
-        hint: 'the connection was cut or a proxy truncated the response; retry',
-      });
-    }
+    if (expectedLength !== undefined && bytes.byteLength !== expectedLength) throw this.truncated(fullKey, bytes.byteLength, expectedLength);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
@@ -199,14 +188,7 @@ export class S3Store implements ObjectStore {
 
     // As in get(), a body cut or stalled while it streams is read again from the start.
     for (let attempt = 1; ; attempt += 1) {
-      let response;
-      try {
-        response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: fullKey }), { abortSignal: options.signal });
-      } catch (error) {
-        if (options.signal?.aborted) throw error;
-        if (errorName(error) === 'NoSuchKey') throw new NotFoundError(key, { cause: error });
-        throw s3Failure(error, this.context('reading', fullKey));
-      }
+      const response = await this.sendGet(key, fullKey, options.signal);
 
       const expectedLength = response.ContentLength;
       const body = response.Body as (Readable & { destroy(): void }) | undefined;
@@ -226,13 +208,26 @@ export class S3Store implements ObjectStore {
         continue;
       }
 
-      if (expectedLength !== undefined && received !== expectedLength) {
-        throw new RepositoryError(`reading s3://${this.bucket}/${fullKey} at ${this.endpointText} returned ${received} bytes, but Content-Length was ${expectedLength}`, {
-          hint: 'the connection was cut or a proxy truncated the response; retry',
-        });
-      }
+      if (expectedLength !== undefined && received !== expectedLength) throw this.truncated(fullKey, received, expectedLength);
       return received;
     }
+  }
+
+  /** Sends GetObject for `fullKey`; a missing object raises NotFoundError for `key`. */
+  private async sendGet(key: string, fullKey: string, signal: AbortSignal | undefined) {
+    try {
+      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: fullKey }), { abortSignal: signal });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      if (errorName(error) === 'NoSuchKey') throw new NotFoundError(key, { cause: error });
+      throw s3Failure(error, this.context('reading', fullKey));
+    }
+  }
+
+  private truncated(fullKey: string, received: number, expectedLength: number): RepositoryError {
+    return new RepositoryError(`reading s3://${this.bucket}/${fullKey} at ${this.endpointText} returned ${received} bytes, but Content-Length was ${expectedLength}`, {
+      hint: 'the connection was cut or a proxy truncated the response; retry',
+    });
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
