@@ -31,6 +31,7 @@ export const SEGMENT_HEADROOM_BYTES = 64 * 1024;
 export const SEGMENT_TAILROOM_BYTES = 16 * 1024;
 
 const SEIPD_VERSION = 1;
+const SEIPD_VERSION_BYTES = 1;
 
 /** Binary format, an empty file name, then the four date bytes. */
 const LITERAL_PREAMBLE_BYTES = 6;
@@ -159,7 +160,7 @@ function roomNeeded(parts: Omit<SealParts, 'sessionKey' | 'date'>): { before: nu
   const before =
     parts.pkeskPackets.byteLength +
     LONG_HEADER_BYTES +
-    1 +
+    SEIPD_VERSION_BYTES +
     PREFIX_BYTES +
     parts.onePassSignatures.byteLength +
     LONG_HEADER_BYTES +
