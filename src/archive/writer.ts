@@ -203,6 +203,10 @@ function sumLengths(extents: readonly Extent[]): number {
 async function write(sink: EntrySink, chunk: Buffer): Promise<void> {
   if (sink.write(chunk)) return;
 
+  // A sink destroyed before this write emits no further events, so waiting
+  // for 'drain' or 'close' would never end.
+  if (sink.destroying || sink.destroyed) throw new ArchiveError('archive stream was closed while a member was being written');
+
   await new Promise<void>((resolve, reject) => {
     const cleanup = (): void => {
       sink.off('drain', onDrain);

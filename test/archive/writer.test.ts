@@ -229,4 +229,39 @@ describe('ArchiveWriter contract', () => {
     await writer.finalize();
     expect((await output).length).toBeGreaterThan(8 * MiB);
   });
+
+  it('consumer failure ends sparse member', async () => {
+    const writer = new ArchiveWriter();
+    const chunks = 64;
+    const extents: Extent[] = [{ offset: 0, length: chunks * 4 * MiB }];
+    async function* data(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < chunks; i += 1) yield Buffer.alloc(4 * MiB, i);
+    }
+    const adding = writer.addSparseFile('disks/vda.img', { realSize: chunks * 4 * MiB, extents, data: data() });
+    adding.catch(() => undefined);
+
+    // The consumer fails after two chunks, as an upload failure ends the
+    // backup's segment pipeline. Leaving the loop destroys the stream
+    // while the member's writer waits for room.
+    let read = 0;
+    const failure = new Error('upload failed');
+    try {
+      for await (const piece of writer.stream) {
+        read += (piece as Buffer).length;
+        if (read > 8 * MiB) throw failure;
+      }
+    } catch (error) {
+      writer.destroy(error as Error);
+    }
+
+    const outcome = await Promise.race([
+      adding.then(
+        () => 'resolved',
+        (error: unknown) => error,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('still pending after 5 s'), 5000)),
+    ]);
+    expect(outcome).toBeInstanceOf(ArchiveError);
+    expect((outcome as ArchiveError).message).toMatch(/closed while a member was being written/);
+  });
 });
