@@ -68,11 +68,15 @@ export function newSessionKey(): Uint8Array {
 
 /**
  * Returns whether `plaintext` has enough room around it in its ArrayBuffer
- * for sealSeipdV1InPlace with `parts`.
+ * for sealSeipdV1InPlace with `parts`. It also needs at least
+ * SEGMENT_HEADROOM_BYTES before it, even when the packets would fit in
+ * less: a small Buffer inside Node's shared 8 KiB pool then never counts
+ * as having room, so its neighbours are never written over.
  */
 export function hasRoomToSeal(plaintext: Uint8Array, parts: Omit<SealParts, 'sessionKey' | 'date'>): boolean {
   const { before, after } = roomNeeded(parts);
-  return plaintext.byteOffset >= before && plaintext.buffer.byteLength - plaintext.byteOffset - plaintext.byteLength >= after;
+  const roomAfter = plaintext.buffer.byteLength - plaintext.byteOffset - plaintext.byteLength;
+  return plaintext.byteOffset >= Math.max(before, SEGMENT_HEADROOM_BYTES) && roomAfter >= after;
 }
 
 /**

@@ -79,4 +79,12 @@ describe('SEIPD v1 segments written by hvbackup', () => {
     expect(hasRoomToSeal(plaintext, { ...emptyParts, pkeskPackets })).toBe(false);
     expect(hasRoomToSeal(plaintext, emptyParts)).toBe(true);
   });
+
+  it('never seals inside a small shared slab', () => {
+    // Like a small Buffer in Node's 8 KiB pool: the packets would fit around
+    // it, but the bytes around it belong to other Buffers.
+    const slab = new Uint8Array(8192);
+    const small = slab.subarray(4096, 4196);
+    expect(hasRoomToSeal(small, emptyParts)).toBe(false);
+  });
 });
