@@ -104,7 +104,7 @@ export async function createBackupContext(
 
 /**
  * Returns how many segments a backup works on at once: one per worker
- * thread and one per upload. The segment pool holds one buffer more, for the
+ * thread and one per upload. The segment pool has one buffer more, for the
  * segment being filled, so with 16 MiB segments, two workers and one upload
  * it takes 64 MiB.
  */

@@ -103,9 +103,9 @@ async function encryptSeipdV1(plaintext: Uint8Array, keys: EncryptKeys): Promise
 
   // A binary signature covers the content alone, not the literal packet's
   // name or date, so a detached signature is the one the message carries.
-  // The signature object's hashes read a clone of the literal data, which
-  // gets slices only while the literal data itself is read; draining it
-  // here instead of letting sign() collect the whole message saves a
+  // The signature's hashes read a clone of the literal data, which gets
+  // slices only while the literal data itself is read. Draining it here,
+  // instead of letting sign() collect the whole message, saves a
   // segment-sized copy.
   const message = await openpgp.createMessage({ binary: sliced(plaintext), format: 'binary' });
   const detached = await openpgp.sign({ message, signingKeys: keys.signingKey, detached: true, format: 'object', config });

@@ -12,7 +12,7 @@
  * upload, the backup needs four segment buffers instead of seven.
  *
  * openpgp.js still makes the PKESK packets (public-key encryption of the
- * session key) and the signature; this file only lays out packets and runs
+ * session key) and the signature. This file only lays out packets and runs
  * the symmetric layer. The output is an ordinary message that gpg, sqop and
  * openpgp.js read.
  */
@@ -44,7 +44,7 @@ const PREFIX_BYTES = BLOCK_BYTES + 2;
 const MDC_HEADER = Uint8Array.from([0xd3, 0x14]);
 const MDC_BYTES = MDC_HEADER.byteLength + 20;
 
-/** Bytes encrypted per CFB call; each call returns a new buffer of this size. */
+/** Bytes encrypted per CFB call. Each call returns a new buffer of this size. */
 const CFB_STEP_BYTES = 64 * 1024;
 
 /** The parts of a message that openpgp.js made for one segment. */

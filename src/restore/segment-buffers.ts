@@ -94,7 +94,7 @@ export class SegmentBufferPool implements SegmentMemory {
   /**
    * Records that the memory of `from` now lives in `to`: a buffer moved to a
    * worker and back is a new ArrayBuffer over the same memory, and a worker
-   * may also answer with a buffer of its own. The holders carry over.
+   * may also reply with a buffer of its own. The holders carry over.
    */
   moved(from: Uint8Array, to: Uint8Array): void {
     const holding = this.holdings.get(from.buffer);

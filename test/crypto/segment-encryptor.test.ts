@@ -81,7 +81,7 @@ describe('SegmentEncryptor in place', () => {
     return { buffer, plaintext };
   }
 
-  it('writes the message into the given buffer on the calling thread', async () => {
+  it('encrypts in place on calling thread', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
     const { buffer, plaintext } = withRoom(200_000, 9);
     const expected = plaintext.slice();
@@ -96,7 +96,7 @@ describe('SegmentEncryptor in place', () => {
     expect(sameBytes(await decrypted(encrypted.ciphertext), expected)).toBe(true);
   });
 
-  it('moves the whole buffer to a worker and back', async () => {
+  it('moves buffer to worker and back', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 1 });
     const length = 2 * 1024 * 1024 + 3;
     const { buffer, plaintext } = withRoom(length, 10);
@@ -123,7 +123,7 @@ describe('SegmentEncryptor in place', () => {
     expect(sameBytes(await decrypted(encrypted.ciphertext), plaintext)).toBe(true);
   });
 
-  it('copies a plaintext that has no room around it', async () => {
+  it('copies plaintext without room', async () => {
     const encryptor = await SegmentEncryptor.create({ recipients: [alice.publicKey], signingKey: host.privateKey, workers: 0 });
     const plaintext = patternBytes(70_000, 12);
     const expected = plaintext.slice();

@@ -67,7 +67,7 @@ describe('SEIPD v1 segments written by hvbackup', () => {
     expect(() => sealSeipdV1InPlace(plaintext, { ...emptyParts, sessionKey: new Uint8Array(16) })).toThrow(/16 bytes, but AES-256 needs 32/);
   });
 
-  it('rejects plaintext without room and leaves it unchanged', () => {
+  it('rejects plaintext without room', () => {
     const plaintext = patternBytes(1000, 4);
     expect(() => sealSeipdV1InPlace(plaintext, emptyParts)).toThrow(/too little room.*copyWithRoom/);
     expect(sameBytes(plaintext, patternBytes(1000, 4))).toBe(true);
