@@ -70,6 +70,7 @@ export async function uploadSegments(
       contentType: 'application/pgp-encrypted',
       signal: options.signal,
       retention: options.retention,
+      sha256,
     });
     pool.give(encrypted.buffer);
     segments[index] = record;

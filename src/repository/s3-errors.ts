@@ -86,6 +86,13 @@ export function s3Failure(error: unknown, context: S3Context): RepositoryError {
     });
   }
 
+  if (name === 'XAmzContentSHA256Mismatch') {
+    return new RepositoryError(`${where} rejected the upload because its SHA-256 did not match the received bytes (${detail})`, {
+      cause: error,
+      hint: 'the data changed in transit, or in memory before it was sent; retry, and check proxies or network hardware between this host and the endpoint',
+    });
+  }
+
   if (name === 'InvalidRequest' && context.action.includes('retention')) {
     return new RepositoryError(`${where} rejected the Object Lock retention (${detail})`, {
       cause: error,

@@ -2,12 +2,17 @@
  * An ObjectStore in an S3 bucket, tested against Ceph RGW 16.2 with
  * @aws-sdk/client-s3 3.1178.
  *
- * Every put carries Content-MD5, so the server rejects bytes changed in
- * transit (HTTP 400 BadDigest), and puts with `ifNoneMatch` send
- * `If-None-Match: *`, so the server rejects an existing key (HTTP 412).
- * The SDK's own checksums are limited to requests that require them because
- * RGW 16.2 rejects stream uploads that carry the SDK's default CRC32 checksum
- * (HTTP 411 MissingContentLength). docs/repository.md describes the settings in more detail.
+ * The server checks the bytes of every put against the signed payload hash
+ * (`x-amz-content-sha256`, HTTP 400 XAmzContentSHA256Mismatch). The SDK
+ * hashes the body for it, unless the caller passes the SHA-256 it already
+ * has, as the segment upload does. Puts without that hash, and puts with
+ * Object Lock retention, for which S3 demands it, also carry Content-MD5
+ * (HTTP 400 BadDigest). Puts with `ifNoneMatch` send `If-None-Match: *`,
+ * so the server rejects an existing key (HTTP 412). The SDK's own
+ * checksums are limited to requests that require them because RGW 16.2
+ * rejects stream uploads that carry the SDK's default CRC32 checksum (HTTP
+ * 411 MissingContentLength). docs/repository.md describes the settings in
+ * more detail.
  */
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -126,30 +131,45 @@ export class S3Store implements ObjectStore {
   async put(key: string, body: Buffer | Uint8Array, options: PutOptions = {}): Promise<void> {
     validateKey(key);
     const fullKey = this.prefix + key;
-    const md5 = createHash('md5').update(body).digest();
     const retention = options.retention ?? this.retentionFromDefault();
+    const payloadHash = payloadSha256(key, options.sha256);
 
     const input: PutObjectCommandInput = {
       Bucket: this.bucket,
       Key: fullKey,
       Body: body,
       ContentLength: body.byteLength,
-      ContentMD5: md5.toString('base64'),
       ContentType: options.contentType ?? 'application/octet-stream',
     };
     if (options.ifNoneMatch) input.IfNoneMatch = '*';
+    // S3 demands Content-MD5 (or a flexible checksum, which RGW 16.2 lacks)
+    // on every put with Object Lock retention, whatever else protects it.
+    if (!payloadHash || retention) input.ContentMD5 = md5(body).toString('base64');
     if (retention) {
       input.ObjectLockMode = retention.mode;
       input.ObjectLockRetainUntilDate = retention.until;
     }
 
+    const command = new PutObjectCommand(input);
+    if (payloadHash) {
+      // The signer takes a payload hash that is already in the headers instead
+      // of hashing the body; the build step runs before it signs.
+      command.middlewareStack.add(
+        (next) => (args) => {
+          (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = payloadHash;
+          return next(args);
+        },
+        { step: 'build', name: 'hvbackupPayloadSha256' },
+      );
+    }
+
     const action = retention ? 'writing with retention' : 'writing';
     try {
-      await this.client.send(new PutObjectCommand(input), { abortSignal: options.signal });
+      await this.client.send(command, { abortSignal: options.signal });
     } catch (error) {
       if (options.signal?.aborted) throw error;
       if (httpStatus(error) === 412 && options.ifNoneMatch) {
-        if (await this.isOwnRetriedWrite(error, fullKey, md5)) return;
+        if (await this.isOwnRetriedWrite(error, fullKey, body)) return;
         throw new AlreadyExistsError(key, { cause: error });
       }
       throw s3Failure(error, this.context(action, fullKey));
@@ -310,11 +330,11 @@ export class S3Store implements ObjectStore {
    * retries a put whose response was lost, and the retry then finds the
    * object that the first attempt wrote. The single-part ETag is the MD5.
    */
-  private async isOwnRetriedWrite(error: unknown, fullKey: string, md5: Buffer): Promise<boolean> {
+  private async isOwnRetriedWrite(error: unknown, fullKey: string, body: Buffer | Uint8Array): Promise<boolean> {
     if (attemptCount(error) < 2) return false;
     try {
       const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: fullKey }));
-      return response.ETag?.replaceAll('"', '') === md5.toString('hex');
+      return response.ETag?.replaceAll('"', '') === md5(body).toString('hex');
     } catch {
       return false;
     }
@@ -354,6 +374,21 @@ async function readBodyInto(body: Readable, target: Uint8Array): Promise<number>
     received += chunk.byteLength;
   }
   return received;
+}
+
+function md5(body: Buffer | Uint8Array): Buffer {
+  return createHash('md5').update(body).digest();
+}
+
+/** Returns the caller's SHA-256 of a put body as the header value, after checking its form. */
+function payloadSha256(key: string, sha256: string | undefined): string | undefined {
+  if (sha256 === undefined) return undefined;
+  if (!/^[0-9a-f]{64}$/.test(sha256)) {
+    throw new RepositoryError(`invalid SHA-256 ${JSON.stringify(sha256)} given for the put of ${key}`, {
+      hint: 'pass the digest as 64 lowercase hexadecimal digits, or leave it out',
+    });
+  }
+  return sha256;
 }
 
 function normalizePrefix(prefix: string): string {

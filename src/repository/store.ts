@@ -29,6 +29,12 @@ export interface PutOptions {
   signal?: AbortSignal;
   /** Object Lock retention. Stores that cannot enforce it reject the put. */
   retention?: Retention;
+  /**
+   * SHA-256 of `body` in lowercase hex, when the caller has it already. A
+   * store may send it so that the server checks the bytes it received,
+   * instead of hashing the body once more. A wrong value fails the put.
+   */
+  sha256?: string;
 }
 
 export interface GetOptions {

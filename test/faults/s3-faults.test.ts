@@ -5,7 +5,7 @@
  * permanent failure ends after a bounded number of attempts, with an error
  * that names the key, the status and the fix.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -256,6 +256,48 @@ describe.skipIf(!rgw)('S3Store through fault proxy', () => {
     expect((failure as RepositoryError).hint).toBeDefined();
     expect(proxy.count('PUT', keyPath(prefix, 'object'))).toBe(3);
     expect(elapsed).toBeLessThan(15_000);
+  });
+
+  // Without the caller's SHA-256 the SDK hashes the body itself, so RGW
+  // checks that hash before Content-MD5 in both cases.
+  it.each([
+    ['caller SHA-256', true],
+    ['SDK SHA-256 and Content-MD5', false],
+  ] as const)('put with changed bytes rejected, %s', async (_name, withSha256) => {
+    const { store, prefix } = proxied();
+    const body = randomBytes(256 * 1024);
+    const sha256 = withSha256 ? createHash('sha256').update(body).digest('hex') : undefined;
+    proxy.addRule({ method: 'PUT', path: keyPath(prefix, 'object'), fault: { kind: 'corrupt-body' } });
+
+    const failure = await failureOf(store.put('object', body, { ifNoneMatch: true, sha256 }));
+
+    expect(failure).toBeInstanceOf(RepositoryError);
+    expect((failure as Error).message).toContain('SHA-256 did not match the received bytes');
+    expect((failure as Error).message).toContain(`s3://${bucket}/${prefix}/object`);
+    expect((failure as RepositoryError).hint).toContain('changed in transit');
+    expect(await direct.head(`${prefix}/object`)).toBeUndefined();
+  });
+
+  it('put with a wrong SHA-256 rejected', async () => {
+    const { store, prefix } = proxied();
+    const body = randomBytes(4096);
+    const other = createHash('sha256').update('other bytes').digest('hex');
+
+    const failure = await failureOf(store.put('object', body, { sha256: other }));
+
+    expect((failure as Error).message).toContain('SHA-256 did not match');
+    expect(proxy.count('PUT', keyPath(prefix, 'object'))).toBe(1);
+    expect(await direct.head(`${prefix}/object`)).toBeUndefined();
+  });
+
+  it('put with a malformed SHA-256 sends nothing', async () => {
+    const { store, prefix } = proxied();
+
+    const failure = await failureOf(store.put('object', randomBytes(16), { sha256: 'ABC' }));
+
+    expect(failure).toBeInstanceOf(RepositoryError);
+    expect((failure as Error).message).toContain('invalid SHA-256 "ABC"');
+    expect(proxy.count('PUT', keyPath(prefix, 'object'))).toBe(0);
   });
 });
 

@@ -4,7 +4,8 @@
  * either passes each request through or injects a fault. The faults are an
  * HTTP 500/503, a 503 SlowDown with an S3 XML error body, a connection reset before or in
  * the middle of the response, a stall (the request is read and never
- * answered), or a throttled response body.
+ * answered), a throttled response body, or a request body with one byte
+ * changed.
  *
  * Rules are checked in the order they were added, and the first rule that
  * matches a request and still applies decides it. A rule applies to its
@@ -38,7 +39,13 @@ export type Fault =
   /** Reads the request and never responds, so the connection stays open until the client gives up. */
   | { kind: 'stall' }
   /** Passes through, but sends the response body at this many KiB per second. */
-  | { kind: 'throttle'; kibPerSecond: number };
+  | { kind: 'throttle'; kibPerSecond: number }
+  /**
+   * Passes through with the middle byte of the request body inverted and
+   * every header unchanged, as a faulty link would deliver it. The upstream
+   * server decides whether it notices.
+   */
+  | { kind: 'corrupt-body' };
 
 export type FaultKind = Fault['kind'];
 
@@ -214,6 +221,9 @@ export class FaultProxy {
       case 'throttle':
         this.forward(request, response, record, { kibPerSecond: fault.kibPerSecond });
         return;
+      case 'corrupt-body':
+        this.forward(request, response, record, { corruptBody: true });
+        return;
       case 'pass':
         this.forward(request, response, record, {});
         return;
@@ -244,7 +254,7 @@ export class FaultProxy {
     request: IncomingMessage,
     response: ServerResponse,
     record: ProxyRecord,
-    options: { resetHalfway?: boolean; kibPerSecond?: number },
+    options: { resetHalfway?: boolean; kibPerSecond?: number; corruptBody?: boolean },
   ): void {
     const headers = { ...request.headers };
     // Node's server already sent 100 Continue to the client, so the upstream receives the body at once.
@@ -271,7 +281,18 @@ export class FaultProxy {
         response.destroy();
       }
     });
-    request.pipe(upstreamRequest);
+    if (!options.corruptBody) {
+      request.pipe(upstreamRequest);
+      return;
+    }
+
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (body.length > 0) body[body.length >> 1] ^= 0xff;
+      upstreamRequest.end(body);
+    });
   }
 
   private relay(
