@@ -6,6 +6,7 @@
 import type { ArchiveWriter } from '../archive/writer.js';
 import type { NbdClient } from '../nbd/client.js';
 import { readExtents } from './disk-reader.js';
+import type { ReadBuffers } from './read-buffers.js';
 import type { Extent } from './extents.js';
 
 export const METADATA_ENTRY = 'hvbackup.json';
@@ -68,6 +69,10 @@ export interface ProduceArchiveOptions {
   nvram?: { fileName: string; data: Buffer };
   disks: DiskPlan[];
   readsInFlight: number;
+  /** Buffers the disk reads land in; the archive's consumer must go through `readBuffers.returning()`. */
+  readBuffers: ReadBuffers;
+  /** Ends waits for a free read buffer, for when the consumer has failed. */
+  signal?: AbortSignal;
   onDiskBytes?: (bytes: number) => void;
 }
 
@@ -81,7 +86,12 @@ export async function produceArchive(writer: ArchiveWriter, options: ProduceArch
 
   const checksums: ArchiveChecksums = { disks: {} };
   for (const disk of options.disks) {
-    const data = readExtents(disk.client, disk.extents, { inFlight: options.readsInFlight, onBytes: options.onDiskBytes });
+    const data = readExtents(disk.client, disk.extents, {
+      inFlight: options.readsInFlight,
+      buffers: options.readBuffers,
+      signal: options.signal,
+      onBytes: options.onDiskBytes,
+    });
     const stored = await writer.addSparseFile(diskEntryName(disk.target), {
       realSize: disk.virtualSize,
       extents: disk.extents,

@@ -35,9 +35,11 @@ import { decideChain, type BackupMode, type ChainDecision } from './chain.js';
 import { addImageBitmap, checkpointName, imageBitmaps, pruneCheckpoints, removeImageBitmap } from './checkpoints.js';
 import type { BackupContext } from './context.js';
 import { excludedDiskRecord, selectDisks } from './disk-selection.js';
+import { READ_CHUNK_BYTES } from './disk-reader.js';
 import { openDiskSource, type DiskSource } from './disk-source.js';
 import { dataExtents, dirtyExtents, totalLength } from './extents.js';
 import { lockDomain } from './domain-lock.js';
+import { ReadBuffers } from './read-buffers.js';
 import { uploadSegments } from './segment-pipeline.js';
 
 export interface BackupResult {
@@ -251,19 +253,24 @@ async function writeBackup(context: BackupContext, input: WriteBackupInput): Pro
 
   const progress = context.progress?.start(`backup ${ref.domain}`, totalBytes);
   const writer = new ArchiveWriter({ mtime: snapshotAt });
+  const readBuffers = new ReadBuffers(READ_CHUNK_BYTES, config.concurrency.reads);
+  // Aborted when the upload fails, so that no read waits for a buffer the splitter will never finish.
+  const uploadFailed = new AbortController();
   const producing = produceArchive(writer, {
     metadata,
     domainXml,
     nvram,
     disks: plans,
     readsInFlight: config.concurrency.reads,
+    readBuffers,
+    signal: AbortSignal.any([context.signal, uploadFailed.signal]),
     onDiskBytes: (bytes) => progress?.advance(bytes),
   });
   producing.catch((error: unknown) => writer.destroy(error as Error));
 
   let uploaded;
   try {
-    uploaded = await uploadSegments(writer.stream, {
+    uploaded = await uploadSegments(readBuffers.returning(writer.stream), {
       store,
       encryptor: context.encryptor,
       ref,
@@ -274,6 +281,7 @@ async function writeBackup(context: BackupContext, input: WriteBackupInput): Pro
       limiter: context.limiter,
     });
   } catch (error) {
+    uploadFailed.abort(error);
     writer.destroy(error as Error);
     await producing.catch(() => undefined);
     throw error;

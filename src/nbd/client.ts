@@ -185,10 +185,17 @@ export class NbdClient {
     return map;
   }
 
-  /** Reads `length` bytes at `offset`. Holes come back as zeros. */
-  async read(offset: number, length: number): Promise<Buffer> {
+  /**
+   * Reads `length` bytes at `offset` into `into` (at least `length` bytes,
+   * by default a new buffer) and returns the filled view of it. Holes come
+   * back as zeros.
+   */
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     this.checkRange(NBD_CMD_READ, offset, length);
-    const destination = Buffer.allocUnsafe(length);
+    if (into !== undefined && into.byteLength < length) {
+      throw new RangeError(`NBD read of ${length} bytes does not fit its ${into.byteLength}-byte buffer`);
+    }
+    const destination = into === undefined ? Buffer.allocUnsafe(length) : into.subarray(0, length);
 
     const pieces = splitRange(offset, length, this.maxRequestBytes).map(([start, pieceLength]) =>
       this.connection.send({

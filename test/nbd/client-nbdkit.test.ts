@@ -43,6 +43,23 @@ describe.skipIf(!available('nbdkit'))('NbdClient on nbdkit', () => {
     expect(map[1]!.flags & NBD_STATE_HOLE).toBe(NBD_STATE_HOLE);
   });
 
+  test('read into a given buffer', async () => {
+    const server = await serve(['memory', '8M']);
+    const client = await NbdClient.connect({ socketPath: server.socketPath, exportName: '' });
+    await client.write(1 * MiB, Buffer.alloc(256 * KiB, 0x5a));
+    const into = Buffer.alloc(1 * MiB, 0xee);
+
+    const data = await client.read(1 * MiB, 512 * KiB, into);
+    const tooSmall = client.read(0, 2 * MiB, into);
+    await expect(tooSmall).rejects.toThrow('NBD read of 2097152 bytes does not fit its 1048576-byte buffer');
+    await client.close();
+
+    expect(data.buffer).toBe(into.buffer);
+    expect(data.byteOffset).toBe(into.byteOffset);
+    expect(data.equals(Buffer.concat([Buffer.alloc(256 * KiB, 0x5a), Buffer.alloc(256 * KiB)]))).toBe(true);
+    expect(into.subarray(512 * KiB).equals(Buffer.alloc(512 * KiB, 0xee))).toBe(true);
+  });
+
   test('memory plugin writeZeroes and trim', async () => {
     const server = await serve(['memory', '8M']);
     const client = await NbdClient.connect({ socketPath: server.socketPath, exportName: '' });
