@@ -17,8 +17,9 @@ export class SocketReader {
   private pending: PendingRead | undefined;
   private failure: Error | undefined;
 
+  // The chunk is a view of the socket's reused read buffer, so it is copied.
   private readonly onData = (chunk: Buffer): void => {
-    this.chunks.push(chunk);
+    this.chunks.push(Buffer.from(chunk));
     this.buffered += chunk.length;
     this.serve();
   };

@@ -13,7 +13,12 @@ function readRequest(cookie: number, offset: number, length: number): InFlightRe
   return { cookie, command: NBD_CMD_READ, offset, length, destination: Buffer.alloc(length, 0xff), receivedBytes: 0, extents: new Map(), serverError: undefined };
 }
 
-/** Feeds `stream` to a reader `step` bytes at a time and returns the completed requests in order. */
+/**
+ * Feeds `stream` to a reader `step` bytes at a time and returns the completed
+ * requests in order. As the NBD socket does, each piece is a view of one
+ * reused buffer that is overwritten after the push, so a reader that kept a
+ * view instead of copying would see the wrong bytes.
+ */
 function parse(requests: InFlightRequest[], stream: Buffer, step: number): InFlightRequest[] {
   const completed: InFlightRequest[] = [];
   const reader = new ReplyReader({
@@ -21,7 +26,12 @@ function parse(requests: InFlightRequest[], stream: Buffer, step: number): InFli
     find: (cookie) => requests.find((request) => request.cookie === cookie),
     complete: (request) => completed.push(request),
   });
-  for (let position = 0; position < stream.length; position += step) reader.push(stream.subarray(position, position + step));
+  const reused = Buffer.alloc(step);
+  for (let position = 0; position < stream.length; position += step) {
+    const length = stream.copy(reused, 0, position, position + step);
+    reader.push(reused.subarray(0, length));
+    reused.fill(0xee);
+  }
   return completed;
 }
 
