@@ -6,8 +6,8 @@
 import type { ArchiveWriter } from '../archive/writer.js';
 import type { NbdClient } from '../nbd/client.js';
 import { readExtents } from './disk-reader.js';
-import type { ReadBuffers } from './read-buffers.js';
 import type { Extent } from './extents.js';
+import type { ReadBuffers } from './read-buffers.js';
 
 export const METADATA_ENTRY = 'hvbackup.json';
 export const DOMAIN_XML_ENTRY = 'domain.xml';

@@ -7,7 +7,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { ArchiveWriter } from '../archive/writer.js';
 import { signDetached } from '../crypto/index.js';
@@ -32,6 +31,7 @@ import {
   type DiskPlan,
 } from './archive-contents.js';
 import { decideChain, type BackupMode, type ChainDecision } from './chain.js';
+import { startAfterPreviousId } from './backup-clock.js';
 import { addImageBitmap, checkpointName, imageBitmaps, pruneCheckpoints, removeImageBitmap } from './checkpoints.js';
 import type { BackupContext } from './context.js';
 import { excludedDiskRecord, selectDisks } from './disk-selection.js';
@@ -60,16 +60,13 @@ export async function backupDomain(context: BackupContext, domainName: string, o
   const { config, logger, store } = context;
   const lock = await lockDomain(config.stateDir, domainName);
 
-  // Backup ids order the backups of a domain (the latest is the chain's
-  // parent and the rollback guard's reference), but they count whole
-  // seconds. The id is therefore made under the lock, and the lock is held
-  // into the next second, so the next backup of this domain gets a later id.
-  const started = new Date();
-  const ref: BackupRef = { host: config.host, domain: domainName, backupId: options.backupId ?? newBackupId(started) };
-  const log = logger.child({ domain: domainName, backupId: ref.backupId });
-  if (lock.recoveredStale) log.warn({ lock: lock.path }, 'took over the lock of a run that was killed');
-
   try {
+    // The id is made under the lock, in a later second than the previous one (see backup-clock.ts).
+    const started = options.backupId === undefined ? await startAfterPreviousId(join(config.stateDir, 'locks', `${domainName}.last-backup`)) : new Date();
+    const ref: BackupRef = { host: config.host, domain: domainName, backupId: options.backupId ?? newBackupId(started) };
+    const log = logger.child({ domain: domainName, backupId: ref.backupId });
+    if (lock.recoveredStale) log.warn({ lock: lock.path }, 'took over the lock of a run that was killed');
+
     // A restore killed while promoting this domain may have left its disks half replaced.
     if (await hasJournal(config.stateDir, domainName)) {
       throw new RefusedError(`domain ${domainName} has an unfinished restore promotion (journal ${journalPaths(config.stateDir, domainName).journal})`, {
@@ -78,14 +75,8 @@ export async function backupDomain(context: BackupContext, domainName: string, o
     }
     return await backupLocked(context, ref, options, log, started);
   } finally {
-    await waitForNextSecond(started);
     await lock.release();
   }
-}
-
-async function waitForNextSecond(time: Date): Promise<void> {
-  const remaining = 1000 - (Date.now() - Math.floor(time.getTime() / 1000) * 1000);
-  if (remaining > 0) await sleep(remaining);
 }
 
 async function backupLocked(

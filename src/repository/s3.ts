@@ -142,8 +142,8 @@ export class S3Store implements ObjectStore {
       ContentType: options.contentType ?? 'application/octet-stream',
     };
     if (options.ifNoneMatch) input.IfNoneMatch = '*';
-    // S3 demands Content-MD5 (or a flexible checksum, which RGW 16.2 lacks)
-    // on every put with Object Lock retention, whatever else protects it.
+    // S3 demands Content-MD5 or a flexible checksum on every put with Object
+    // Lock retention, whatever else protects it, and RGW 16.2 accepts the first.
     if (!payloadHash || retention) input.ContentMD5 = md5(body).toString('base64');
     if (retention) {
       input.ObjectLockMode = retention.mode;
