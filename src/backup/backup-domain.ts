@@ -12,7 +12,7 @@ import { ArchiveWriter } from '../archive/writer.js';
 import { signDetached } from '../crypto/index.js';
 import { LibvirtError, RefusedError, RepositoryError } from '../errors.js';
 import { findActiveBackupJob } from '../libvirt/backup-job.js';
-import { deleteCheckpoint, listCheckpoints } from '../libvirt/checkpoints.js';
+import { checkpointNames, deleteCheckpoint, listCheckpoints } from '../libvirt/checkpoints.js';
 import { parseDomainXml, type DiskInfo, type DomainInfo } from '../libvirt/domain.js';
 import type { Logger } from '../log/logger.js';
 import {
@@ -89,16 +89,20 @@ async function backupLocked(
   const { config, store } = context;
   const domainName = ref.domain;
 
-  if (await store.head(manifestKey(ref))) {
+  // Three independent reads, run at once because every backup waits for them.
+  const [existing, domainXml, state] = await Promise.all([
+    store.head(manifestKey(ref)),
+    context.domains.dumpXml(domainName, { inactive: true, securityInfo: true }),
+    context.domains.state(domainName),
+  ]);
+  if (existing) {
     throw new RepositoryError(`backup ${ref.backupId} of ${domainName} already exists in ${store.description}`, {
       hint: 'run the backup again without a fixed id; a new id is chosen each time',
     });
   }
 
-  const domainXml = await context.domains.dumpXml(domainName, { inactive: true, securityInfo: true });
   const info = parseDomainXml(domainXml);
   const { included: disks, excluded } = selectDisks(info, config.excludeDisks[domainName] ?? [], log);
-  const state = await context.domains.state(domainName);
   const running = state === 'running' || state === 'paused';
 
   // A job left by a killed run would make backup-begin fail; with the lock held it is certainly stale.
@@ -200,7 +204,8 @@ async function decideChainFor(
   // Running domains chain from libvirt checkpoints; shut-off ones from bitmaps present in every qcow2 image.
   let checkpoints: string[];
   if (running) {
-    checkpoints = (await listCheckpoints(context.virsh, ref.domain)).map((checkpoint) => checkpoint.name);
+    // The names alone decide the chain, so no checkpoint's XML is read.
+    checkpoints = await checkpointNames(context.virsh, ref.domain);
   } else {
     const perImage = await Promise.all(qcow2Paths.map((path) => imageBitmaps(path)));
     checkpoints = perImage.length === 0 ? [] : perImage.reduce((common, names) => common.filter((name) => names.includes(name)));

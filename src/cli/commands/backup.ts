@@ -47,7 +47,8 @@ export function registerBackup(program: Command): void {
           warnUnknownExcludeDomains(config, defined, logger);
           const domains = options.all ? defined : names;
           for (const name of domains) {
-            if (!(await context.domains.exists(name))) {
+            // virsh also accepts a domain's UUID or id, which the list of names lacks.
+            if (!defined.includes(name) && !(await context.domains.exists(name))) {
               throw new UsageError(`domain ${name} not found in ${config.libvirt.uri}`, {
                 hint: `check the name with: virsh -c ${config.libvirt.uri} list --all`,
               });
