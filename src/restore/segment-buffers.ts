@@ -11,6 +11,8 @@
  * retain() and release() on every chunk without knowing where it came from.
  */
 
+import { WaitQueue } from '../util/wait-queue.js';
+
 /** Holders of segment memory; both calls ignore views of memory that is not pooled. */
 export interface SegmentMemory {
   /** Adds a holder to the buffer behind `view`, so it cannot be reused until release(). */
@@ -22,14 +24,6 @@ export interface SegmentMemory {
 interface Holding {
   holders: number;
   reusable: boolean;
-}
-
-interface Waiter {
-  byteLength: number;
-  resolve(buffer: Buffer): void;
-  reject(error: unknown): void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
 }
 
 export class SegmentBufferPool implements SegmentMemory {
@@ -44,7 +38,8 @@ export class SegmentBufferPool implements SegmentMemory {
 
   private readonly free: Buffer[] = [];
   private readonly holdings = new Map<ArrayBufferLike, Holding>();
-  private readonly waiters: Waiter[] = [];
+  /** Callers waiting for a buffer, each with the byte length it asked for. */
+  private readonly waiting = new WaitQueue<number, Buffer>();
   private outstanding = 0;
 
   constructor(bufferBytes: number, maxBuffers: number) {
@@ -73,22 +68,10 @@ export class SegmentBufferPool implements SegmentMemory {
    */
   acquire(byteLength: number, signal?: AbortSignal): Promise<Buffer> {
     signal?.throwIfAborted();
-    if (this.outstanding < this.maxBuffers && this.waiters.length === 0) {
+    if (this.outstanding < this.maxBuffers && this.waiting.length === 0) {
       return Promise.resolve(this.hand(byteLength));
     }
-
-    return new Promise<Buffer>((resolve, reject) => {
-      const waiter: Waiter = { byteLength, resolve, reject, signal };
-      if (signal) {
-        waiter.onAbort = () => {
-          const index = this.waiters.indexOf(waiter);
-          if (index >= 0) this.waiters.splice(index, 1);
-          reject(signal.reason);
-        };
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
-      }
-      this.waiters.push(waiter);
-    });
+    return this.waiting.wait(byteLength, signal);
   }
 
   /**
@@ -127,10 +110,9 @@ export class SegmentBufferPool implements SegmentMemory {
   }
 
   private serveWaiters(): void {
-    while (this.waiters.length > 0 && this.outstanding < this.maxBuffers) {
-      const waiter = this.waiters.shift()!;
-      if (waiter.onAbort) waiter.signal?.removeEventListener('abort', waiter.onAbort);
-      waiter.resolve(this.hand(waiter.byteLength));
+    let served = true;
+    while (served && this.outstanding < this.maxBuffers) {
+      served = this.waiting.serveNext((byteLength) => this.hand(byteLength));
     }
   }
 

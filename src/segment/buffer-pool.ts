@@ -7,13 +7,15 @@
  *
  * The pool also bounds memory: take() waits while `count` buffers are out.
  */
+import { WaitQueue } from '../util/wait-queue.js';
+
 export class BufferPool {
   /** Bytes in each buffer. */
   readonly size: number;
   private readonly count: number;
   private readonly free: Buffer[] = [];
   private outstanding = 0;
-  private readonly waiting: { resolve(buffer: Buffer): void; reject(error: unknown): void }[] = [];
+  private readonly waiting = new WaitQueue<undefined, Buffer>();
 
   constructor(size: number, count: number) {
     if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`buffer pool size must be a positive whole number of bytes, got ${size}`);
@@ -43,21 +45,7 @@ export class BufferPool {
       return Buffer.allocUnsafeSlow(this.size);
     }
 
-    return new Promise<Buffer>((resolve, reject) => {
-      const waiter = {
-        resolve: (buffer: Buffer) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(buffer);
-        },
-        reject,
-      };
-      const onAbort = () => {
-        this.waiting.splice(this.waiting.indexOf(waiter), 1);
-        reject(signal?.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(waiter);
-    });
+    return this.waiting.wait(undefined, signal);
   }
 
   /**
@@ -73,9 +61,7 @@ export class BufferPool {
     }
 
     const buffer = Buffer.from(backing, 0, this.size);
-    const waiter = this.waiting.shift();
-    if (waiter !== undefined) waiter.resolve(buffer);
-    else {
+    if (!this.waiting.serveNext(() => buffer)) {
       this.outstanding -= 1;
       this.free.push(buffer);
     }
@@ -83,8 +69,6 @@ export class BufferPool {
 
   /** Frees the slot of a buffer that is lost, for example with a failed task. */
   drop(): void {
-    const waiter = this.waiting.shift();
-    if (waiter !== undefined) waiter.resolve(Buffer.allocUnsafeSlow(this.size));
-    else this.outstanding -= 1;
+    if (!this.waiting.serveNext(() => Buffer.allocUnsafeSlow(this.size))) this.outstanding -= 1;
   }
 }
