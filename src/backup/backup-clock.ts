@@ -2,12 +2,14 @@
  * The start time of a new backup. Backup ids count whole seconds and order
  * the backups of a domain (the latest is the chain's parent and the
  * rollback guard's reference), so a backup must not start in the second of
- * the one before it. The second of the last id is kept in a file beside the
- * domain's lock. Only a backup that would share that second waits for the
- * next one, so a backup that ends within a second no longer holds its lock
- * into the next second.
+ * the one before it. The second of the last id is kept in a file per
+ * domain in the state directory (the locks directory holds only locks).
+ * Only a backup that would share that second waits for the next one, so a
+ * backup that ends within a second no longer holds its lock into the next
+ * second.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Clock {
@@ -34,6 +36,7 @@ export async function startAfterPreviousId(path: string, clock: Clock = systemCl
   }
 
   // Written to a temporary name and renamed, so a crash leaves the old second or the new one.
+  await mkdir(dirname(path), { recursive: true, mode: 0o750 });
   const temporary = `${path}.tmp`;
   await writeFile(temporary, `${Math.floor(now / 1000)}\n`);
   await rename(temporary, path);

@@ -62,7 +62,7 @@ export async function backupDomain(context: BackupContext, domainName: string, o
 
   try {
     // The id is made under the lock, in a later second than the previous one (see backup-clock.ts).
-    const started = options.backupId === undefined ? await startAfterPreviousId(join(config.stateDir, 'locks', `${domainName}.last-backup`)) : new Date();
+    const started = options.backupId === undefined ? await startAfterPreviousId(join(config.stateDir, 'backup-ids', `${domainName}.last-second`)) : new Date();
     const ref: BackupRef = { host: config.host, domain: domainName, backupId: options.backupId ?? newBackupId(started) };
     const log = logger.child({ domain: domainName, backupId: ref.backupId });
     if (lock.recoveredStale) log.warn({ lock: lock.path }, 'took over the lock of a run that was killed');
