@@ -12,7 +12,9 @@
  * Needs root, `npm run build` first (it runs bin/hvbackup.js as a user
  * would), and the peers from bench/install-peers.sh. It starts libvirtd and
  * its own RGW through test/services/, and removes every domain, image,
- * repository and bucket it made. Results go to stdout; --write-docs also
+ * repository and bucket it made. One run per host at a time: a second one
+ * exits at once, because all runs use the same domain names
+ * (bench/lib/lock.mjs). Results go to stdout; --write-docs also
  * rewrites docs/benchmarks.md, keeping the hand-written bench/notes.md.
  */
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -23,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { createContenders } from './lib/contenders.mjs';
 import { DOMAIN, dirtyDisk, prepareDomain, removeDomain } from './lib/domain.mjs';
 import { describeMachine } from './lib/machine.mjs';
+import { lockBenchmark } from './lib/lock.mjs';
 import { measureMemory } from './lib/memory.mjs';
 import { RESULT_HEADER, evaluateTargets, markdownTable, resultRows, summarize, textTable } from './lib/report.mjs';
 import { createKeys, readJson, writeConfig } from './lib/setup.mjs';
@@ -62,6 +65,10 @@ if (allocatedBytes > virtualBytes) throw new Error(`--allocated ${options.alloca
 const hvbackupExtra = JSON.parse(options['hvbackup-config']);
 
 const command = `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim();
+const unlock = await lockBenchmark().catch((error) => {
+  console.error(`bench/run.mjs: ${error.message}`);
+  process.exit(1);
+});
 const work = await mkdtemp('/var/tmp/hvb-bench-');
 // QEMU (user libvirt-qemu) must reach the disk and the NBD sockets below this directory.
 await chmod(work, 0o711);
@@ -75,6 +82,7 @@ async function cleanUp() {
   await removeDomain(DOMAIN).catch((error) => console.error(`removing ${DOMAIN} failed: ${error.message}`));
   await rm(work, { recursive: true, force: true });
   await services.stop();
+  await unlock();
 }
 process.on('SIGINT', () => cleanUp().finally(() => process.exit(130)));
 
