@@ -8,8 +8,7 @@
  * backup that ends within a second no longer holds its lock into the next
  * second.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Clock {
@@ -22,9 +21,9 @@ const systemClock: Clock = { now: () => Date.now(), sleep: (ms) => sleep(ms) };
 /**
  * Returns the start time for a new backup id, after waiting for the next
  * second when the previous id (recorded in `path`) has the current second,
- * and records the new second in `path`. The caller must hold the domain's
- * lock. A clock set back since the last id does not wait, and the ids then
- * sort by the clock's time.
+ * and records the new second in `path`, whose directory must exist. The
+ * caller must hold the domain's lock. A clock set back since the last id
+ * does not wait, and the ids then sort by the clock's time.
  */
 export async function startAfterPreviousId(path: string, clock: Clock = systemClock): Promise<Date> {
   const previous = await readSecond(path);
@@ -36,7 +35,6 @@ export async function startAfterPreviousId(path: string, clock: Clock = systemCl
   }
 
   // Written to a temporary name and renamed, so a crash leaves the old second or the new one.
-  await mkdir(dirname(path), { recursive: true, mode: 0o750 });
   const temporary = `${path}.tmp`;
   await writeFile(temporary, `${Math.floor(now / 1000)}\n`);
   await rename(temporary, path);

@@ -23,6 +23,7 @@ import {
 } from '../manifest/layout.js';
 import { encodeManifest, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest } from '../manifest/schema.js';
 import { hasJournal, journalPaths } from '../restore/promotion-journal.js';
+import { sharedStateDirectory } from '../util/state-dir.js';
 import { TOOL_VERSION } from '../version.js';
 import {
   diskEntryName,
@@ -62,7 +63,11 @@ export async function backupDomain(context: BackupContext, domainName: string, o
 
   try {
     // The id is made under the lock, in a later second than the previous one (see backup-clock.ts).
-    const started = options.backupId === undefined ? await startAfterPreviousId(join(config.stateDir, 'backup-ids', `${domainName}.last-second`)) : new Date();
+    let started = new Date();
+    if (options.backupId === undefined) {
+      const idsDir = await sharedStateDirectory(config.stateDir, 'backup-ids');
+      started = await startAfterPreviousId(join(idsDir, `${domainName}.last-second`));
+    }
     const ref: BackupRef = { host: config.host, domain: domainName, backupId: options.backupId ?? newBackupId(started) };
     const log = logger.child({ domain: domainName, backupId: ref.backupId });
     if (lock.recoveredStale) log.warn({ lock: lock.path }, 'took over the lock of a run that was killed');

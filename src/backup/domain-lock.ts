@@ -5,11 +5,12 @@
  * process was killed, and is taken over. A live one makes the second run
  * refuse with the owner's PID.
  */
-import { lchown, mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { RefusedError } from '../errors.js';
 import { isProcessRunning } from '../util/process.js';
+import { sharedStateDirectory } from '../util/state-dir.js';
 
 export interface DomainLock {
   readonly path: string;
@@ -19,15 +20,7 @@ export interface DomainLock {
 }
 
 export async function lockDomain(stateDir: string, domain: string): Promise<DomainLock> {
-  const dir = join(stateDir, 'locks');
-  const stateOwner = await stat(stateDir).catch(() => undefined);
-  const created = await mkdir(dir, { recursive: true, mode: 0o750 });
-  // A restore as root may be the first run on a host. The directory then goes
-  // to stateDir's owner, the backup user, whose backups create locks in it too.
-  // lchown changes a symlink put there meanwhile, never its target.
-  if (created === dir && stateOwner !== undefined && process.getuid?.() === 0 && stateOwner.uid !== 0) {
-    await lchown(dir, stateOwner.uid, stateOwner.gid);
-  }
+  const dir = await sharedStateDirectory(stateDir, 'locks');
   const path = join(dir, `${domain}.lock`);
 
   let recoveredStale = false;

@@ -73,14 +73,6 @@ describe('startAfterPreviousId', () => {
     expect(await readFile(path, 'utf8')).toBe('1700000000\n');
   });
 
-  it('missing directory is created', async () => {
-    const nested = join(dir, 'backup-ids', 'web.last-second');
-
-    await startAfterPreviousId(nested, fakeClock(1_700_000_000_000));
-
-    expect(await readFile(nested, 'utf8')).toBe('1700000000\n');
-  });
-
   it('malformed record starts at once', async () => {
     await writeFile(path, 'garbage');
     const clock = fakeClock(1_700_000_000_000);
