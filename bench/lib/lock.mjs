@@ -41,7 +41,7 @@ export async function lockBenchmark() {
     const owner = await readOwner();
     if (owner !== undefined && owner !== process.pid && isRunning(owner)) {
       throw new Error(
-        `another benchmark run (PID ${owner}) holds ${LOCK_PATH}; runs share the test domains, so wait for it to finish, or remove the file if PID ${owner} is no benchmark`,
+        `another benchmark run (PID ${owner}) holds ${LOCK_PATH}; runs share the test domains, so wait for it to finish, or remove the file if PID ${owner} is not a benchmark run`,
       );
     }
     await rm(LOCK_PATH, { force: true });

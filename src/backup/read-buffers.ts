@@ -34,7 +34,7 @@ export class ReadBuffers {
   /**
    * Returns a buffer for a read of `length` bytes (at most `size`), which
    * comes back after `length` bytes of views of it went through
-   * `returning()`. Waits while every buffer is out; `signal` ends the wait.
+   * `returning()`. Waits while every buffer is out, until `signal` aborts.
    */
   async take(length: number, signal?: AbortSignal): Promise<Buffer> {
     if (length > this.size) throw new RangeError(`a read of ${length} bytes does not fit the ${this.size}-byte read buffers`);

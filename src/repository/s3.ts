@@ -152,8 +152,8 @@ export class S3Store implements ObjectStore {
 
     const command = new PutObjectCommand(input);
     if (payloadHash) {
-      // The signer takes a payload hash that is already in the headers instead
-      // of hashing the body; the build step runs before it signs.
+      // The signer uses a payload hash that is already in the headers instead
+      // of hashing the body. The build step runs before the signing step.
       command.middlewareStack.add(
         (next) => (args) => {
           (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = payloadHash;

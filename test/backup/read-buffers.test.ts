@@ -26,7 +26,7 @@ async function* fromList(chunks: Uint8Array[]): AsyncGenerator<Uint8Array> {
 }
 
 describe('ReadBuffers', () => {
-  it('buffer back once the next chunk is requested', async () => {
+  it('buffer returns after next request', async () => {
     // One read in flight: four buffers in all.
     const buffers = new ReadBuffers(64 * KiB, 1);
     const lent = await Promise.all([0, 1, 2, 3].map(() => buffers.take(64 * KiB)));
@@ -41,7 +41,7 @@ describe('ReadBuffers', () => {
     expect((await waiting).buffer).toBe(lent[0]!.buffer);
   });
 
-  it('buffer split into views comes back after all', async () => {
+  it('split buffer returns after all views', async () => {
     const buffers = new ReadBuffers(64 * KiB, 1);
     const first = await buffers.take(48 * KiB);
     await Promise.all([1, 2, 3].map(() => buffers.take(64 * KiB)));
